@@ -1,0 +1,218 @@
+"""MNIST-layout datasets: checksum-verified download and the IDX file format.
+
+Any dataset in MNIST's layout (Fashion-MNIST, KMNIST, ...) works by changing the config only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+DIGESTS = ("md5", "sha256")
+
+
+class DataError(ValueError):
+    """A dataset file that is missing, damaged, or not what the config says it is."""
+
+
+class DownloadError(RuntimeError):
+    """No mirror delivered a file whose checksums match."""
+
+
+# ---------------------------------------------------------------------------- IDX format
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or ``.gz``) of unsigned bytes: images (N, rows, cols) or labels (N,)."""
+    path = Path(path)
+    try:
+        opener = gzip.open if _is_gzip(path) else open
+        with opener(path, "rb") as stream:
+            payload = stream.read()
+    except (OSError, EOFError) as error:  # gzip raises BadGzipFile (an OSError) or EOFError
+        raise DataError(f"{path}: cannot read ({error})") from error
+    if len(payload) < 8:
+        raise DataError(f"{path}: {len(payload)} bytes is too short for an IDX header")
+    magic = int.from_bytes(payload[:4], "big")
+    if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
+        raise DataError(
+            f"{path}: magic number {magic} is neither {IMAGES_MAGIC} (images) nor {LABELS_MAGIC} (labels)"
+        )
+    ndim = 3 if magic == IMAGES_MAGIC else 1
+    header_bytes = 4 + 4 * ndim
+    if len(payload) < header_bytes:
+        raise DataError(f"{path}: header truncated ({len(payload)} of {header_bytes} bytes)")
+    shape = tuple(int.from_bytes(payload[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if any(size == 0 for size in shape):
+        raise DataError(f"{path}: empty dimension in shape {shape}")
+    expected = header_bytes + int(np.prod(shape))
+    if len(payload) != expected:
+        raise DataError(
+            f"{path}: {len(payload)} bytes, expected {expected} for shape {shape} "
+            f"({'truncated' if len(payload) < expected else 'trailing data'})"
+        )
+    return np.frombuffer(payload, dtype=np.uint8, offset=header_bytes).reshape(shape)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
+
+
+def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, rows, cols) and labels (N,) as uint8; counts and label values are checked."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3:
+        raise DataError(f"{images_path}: holds labels (1-D), expected images")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: holds images (3-D), expected labels")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+        )
+    return images, labels
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [0, 1]: the one scaling used everywhere."""
+    return (np.asarray(images, dtype=np.float32) / np.float32(255.0))[:, None, :, :]
+
+
+# ---------------------------------------------------------------------------- download
+
+
+def file_digests(path: str | Path) -> dict[str, str]:
+    """md5 and sha256 of a file, hex."""
+    hashes = {name: hashlib.new(name) for name in DIGESTS}
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            for digest in hashes.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in hashes.items()}
+
+
+def download(
+    filename: str,
+    mirrors: list[str],
+    destination: str | Path,
+    checksums: dict[str, str],
+    *,
+    attempts: int = 3,
+    timeout_s: float = 60.0,
+    backoff_s: float = 1.0,
+    log=print,
+) -> dict[str, str]:
+    """Fetch ``filename`` from the first mirror that serves it with matching checksums.
+
+    One code path for https://, http:// and file:// (urllib handles all three). Each transfer goes
+    to a temporary file beside ``destination`` and is renamed into place only after every given
+    checksum matches, so an interrupted or corrupted download never leaves a file a rerun would
+    trust. Transient failures are retried with exponential backoff; a checksum mismatch is not
+    transient for that mirror and moves on to the next one. Returns the verified digests.
+    """
+    wanted = {name: value.lower() for name, value in checksums.items() if value}
+    if not wanted:
+        raise DataError(f"{filename}: no md5 or sha256 given; refusing to download unverified data")
+    if not mirrors:
+        raise DataError(f"{filename}: no mirrors configured")
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for mirror in mirrors:
+        url = urllib.parse.urljoin(mirror if mirror.endswith("/") else mirror + "/", filename)
+        for attempt in range(1, attempts + 1):
+            handle, temporary = tempfile.mkstemp(
+                prefix=f".{destination.name}.", dir=destination.parent
+            )
+            try:
+                with (
+                    os.fdopen(handle, "wb") as out,
+                    urllib.request.urlopen(url, timeout=timeout_s) as response,
+                ):
+                    shutil.copyfileobj(response, out, 1 << 20)
+                actual = file_digests(temporary)
+                mismatched = {
+                    name: (value, actual[name])
+                    for name, value in wanted.items()
+                    if actual[name] != value
+                }
+                if mismatched:
+                    detail = "; ".join(
+                        f"{name} expected {exp}, got {got}"
+                        for name, (exp, got) in mismatched.items()
+                    )
+                    failures.append(f"{url}: checksum mismatch: {detail}")
+                    log(f"checksum mismatch for {filename} from {url}: {detail}")
+                    break  # the mirror served the wrong bytes; retrying it will not help
+                os.replace(temporary, destination)
+                log(
+                    f"verified {filename} from {url} ({', '.join(f'{k} {actual[k]}' for k in wanted)})"
+                )
+                return actual
+            except (urllib.error.URLError, OSError, TimeoutError) as error:
+                permanent = _is_permanent(error)
+                failures.append(f"{url} (attempt {attempt}): {error}")
+                log(f"failed to fetch {url} (attempt {attempt}/{attempts}): {error}")
+                if permanent or attempt == attempts:
+                    break
+                time.sleep(backoff_s * 2 ** (attempt - 1))
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+    raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(failures))
+
+
+def _is_permanent(error: Exception) -> bool:
+    """Missing files and client errors will not go away on retry; network hiccups might."""
+    if isinstance(error, urllib.error.HTTPError):
+        return 400 <= error.code < 500 and error.code not in (408, 429)
+    reason = getattr(error, "reason", error)
+    return isinstance(reason, FileNotFoundError | IsADirectoryError | PermissionError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cnnbench.data --file NAME --mirror URL [--mirror URL ...] --md5 X --sha256 Y --out PATH``"""
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnbench.data", description=download.__doc__.splitlines()[0]
+    )
+    parser.add_argument("--file", required=True, help="file name relative to each mirror")
+    parser.add_argument(
+        "--mirror", required=True, action="append", help="base URL; repeat to try several in order"
+    )
+    parser.add_argument("--md5", default="")
+    parser.add_argument("--sha256", default="")
+    parser.add_argument("--attempts", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per transfer")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        download(
+            args.file,
+            args.mirror,
+            args.out,
+            {"md5": args.md5, "sha256": args.sha256},
+            attempts=args.attempts,
+            timeout_s=args.timeout,
+            log=lambda message: print(message, file=sys.stderr),
+        )
+    except (DataError, DownloadError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

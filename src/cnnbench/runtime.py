@@ -1,0 +1,79 @@
+"""Process-wide settings shared by every pipeline step: thread counts and all-or-nothing outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def set_threads(threads: int) -> None:
+    """Use exactly ``threads`` threads in BLAS, torch and numba (whichever are loaded or loadable).
+
+    Environment variables cover libraries not yet imported; threadpoolctl and the libraries' own
+    setters cover those already loaded.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    for variable in _THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.set_num_threads(threads)
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
+    )
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def declared_threads(actual: int, workflow_cores: int | None, machine_cores: int) -> int:
+    """Threads a Snakemake job must declare so that busy threads never exceed the machine's cores.
+
+    With ``--cores`` above the machine's core count, Snakemake would run more threads than there
+    are cores and distort every timing. Scaling each job's declaration by cores/machine keeps the
+    sum of declared threads within ``--cores`` exactly when the real threads fit the machine.
+    On a cluster (no ``--cores`` limit) and when ``--cores`` fits the machine, jobs declare what
+    they use.
+    """
+    if not workflow_cores or workflow_cores <= machine_cores:
+        return actual
+    return min(workflow_cores, math.ceil(actual * workflow_cores / machine_cores))
+
+
+def progress(iterable, **options):
+    """A tqdm bar on stderr; in a log file (not a terminal) it redraws every 10 s, not constantly."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, file=sys.stderr, mininterval=0.1 if interactive else 10.0, **options)

@@ -1,0 +1,100 @@
+"""The network's architecture as data, and the exported ``weights.npz`` format.
+
+NumPy only: the hand-written backends load weights through here without importing torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+# The seed notebook's network: three conv layers (kernel 3, stride 2, padding 1) each + ReLU,
+# flatten 128*4*4 = 2048 -> linear 250 + ReLU -> linear 10.  28 -> 14 -> 7 -> 4.
+CONV_LAYERS = ("conv1", "conv2", "conv3")
+CONV_STRIDE = 2
+CONV_PADDING = 1
+INPUT_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+
+PARAMETER_SHAPES: dict[str, tuple[int, ...]] = {
+    "conv1.weight": (32, 1, 3, 3),
+    "conv1.bias": (32,),
+    "conv2.weight": (64, 32, 3, 3),
+    "conv2.bias": (64,),
+    "conv3.weight": (128, 64, 3, 3),
+    "conv3.bias": (128,),
+    "fc1.weight": (250, 2048),
+    "fc1.bias": (250,),
+    "fc2.weight": (NUM_CLASSES, 250),
+    "fc2.bias": (NUM_CLASSES,),
+}
+
+# A fixed timestamp makes the zip container byte-identical across runs (np.savez stamps "now").
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, damaged, or does not fit the architecture."""
+
+
+def save_weights(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write ``arrays`` as an ``.npz`` (float32, PyTorch layouts); return the file's sha256.
+
+    Byte-identical output for identical arrays: members in architecture order, fixed zip times.
+    """
+    check_parameters(arrays, source="arrays to save")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in PARAMETER_SHAPES:
+            member = io.BytesIO()
+            np.lib.format.write_array(
+                member, np.ascontiguousarray(arrays[name], dtype=np.float32), allow_pickle=False
+            )
+            archive.writestr(
+                zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), member.getvalue()
+            )
+    data = buffer.getvalue()
+    Path(path).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Read and validate an exported ``weights.npz``; return float32 arrays by state_dict key."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    if not zipfile.is_zipfile(path):
+        raise WeightsError(
+            f"{path}: not a readable .npz file (no zip archive; truncated or wrong file?)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as error:  # numpy refuses object arrays without allow_pickle
+        raise WeightsError(f"{path}: holds pickled objects, refused ({error})") from error
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise WeightsError(f"{path}: not a readable .npz file ({error})") from error
+    check_parameters(arrays, source=str(path))
+    return arrays
+
+
+def check_parameters(arrays: dict[str, np.ndarray], source: str) -> None:
+    """Raise WeightsError unless ``arrays`` has exactly the architecture's keys, shapes, float32."""
+    missing = [name for name in PARAMETER_SHAPES if name not in arrays]
+    extra = sorted(set(arrays) - set(PARAMETER_SHAPES))
+    if missing or extra:
+        raise WeightsError(
+            f"{source}: keys do not match the architecture (missing {missing}, unexpected {extra})"
+        )
+    for name, shape in PARAMETER_SHAPES.items():
+        array = np.asarray(arrays[name])
+        if array.shape != shape:
+            raise WeightsError(f"{source}: {name} has shape {array.shape}, expected {shape}")
+        if array.dtype != np.float32:
+            raise WeightsError(f"{source}: {name} has dtype {array.dtype}, expected float32")
+        if not np.all(np.isfinite(array)):
+            raise WeightsError(f"{source}: {name} contains non-finite values")

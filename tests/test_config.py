@@ -1,0 +1,151 @@
+"""config.yaml and its schema: the defaults validate, bad values are refused naming the key."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_complete(config):
+    validate(copy.deepcopy(config), SCHEMA)
+    assert config["train"] == {
+        "epochs": 5,
+        "batch_size": 128,
+        "lr": 0.001,
+        "seed": 0,
+        "device": "auto",
+        "limit": None,
+        "threads": 2,
+    }
+    assert config["inference"]["limit"] is None and config["inference"]["threads"] == 1
+    assert set(config["inference"]["backends"]) == {
+        "torch",
+        "numpy_im2col",
+        "numpy_loops",
+        "numba_loops",
+    }
+
+
+DELETE = object()
+
+
+def apply(config, changes):
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        if value is DELETE:
+            del node[last]
+        else:
+            node[last] = value
+    return config
+
+
+NO_CHECKSUM = {"dataset.files.test_labels.md5": DELETE, "dataset.files.test_labels.sha256": DELETE}
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint", "where"),
+    [
+        ({"train.epochs": -1}, "less than the minimum of 1", "['train']['epochs']"),
+        ({"train.batch_size": 0}, "less than the minimum of 1", "['train']['batch_size']"),
+        ({"train.lr": 0}, "less than or equal to the minimum of 0", "['train']['lr']"),
+        ({"train.device": "tpu"}, "is not one of", "['train']['device']"),
+        ({"train.limit": 0}, "not valid under any of the given schemas", "['train']['limit']"),
+        (
+            {"inference.backends": ["torch", "numpy_fft"]},
+            "is not one of",
+            "['inference']['backends'][1]",
+        ),
+        (
+            {"inference.backends": ["numpy_im2col"]},
+            "does not contain items",
+            "['inference']['backends']",
+        ),
+        (
+            {"inference.backends": ["torch", "torch"]},
+            "non-unique elements",
+            "['inference']['backends']",
+        ),
+        ({"inference.shards": 0}, "less than the minimum of 1", "['inference']['shards']"),
+        (
+            {"dataset.mirrors": ["ftp://example.org/mnist/"]},
+            "does not match",
+            "['dataset']['mirrors'][0]",
+        ),
+        ({"dataset.mirrors": ["https//no-colon/"]}, "does not match", "['dataset']['mirrors'][0]"),
+        ({"dataset.mirrors": []}, "should be non-empty", "['dataset']['mirrors']"),
+        (
+            {"dataset.files.test_labels.md5": "abc"},
+            "does not match",
+            "['dataset']['files']['test_labels']['md5']",
+        ),
+        (
+            NO_CHECKSUM,
+            "not valid under any of the given schemas",
+            "['dataset']['files']['test_labels']",
+        ),
+        ({"train.epocs": 3}, "Additional properties are not allowed ('epocs'", "['train']"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(config, changes, complaint, where):
+    with pytest.raises(WorkflowError) as caught:
+        validate(apply(config, changes), SCHEMA)
+    message = str(caught.value)
+    assert complaint in message
+    assert f"On instance{where}:" in message
+
+
+def test_another_idx_dataset_is_config_only(config):
+    config["dataset"]["name"] = "Fashion-MNIST"
+    config["dataset"]["files"]["train_images"] = {
+        "file": "train-images-idx3-ubyte.gz",
+        "sha256": "a" * 64,
+    }
+    validate(config, SCHEMA)
+
+
+def test_bad_config_stops_snakemake_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset:\n  mirrors: ['not-a-url']\n")
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Error validating config file" in result.stderr
+    assert "On instance['dataset']['mirrors'][0]" in result.stderr
+    assert not (workdir / "results").exists()

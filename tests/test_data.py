@@ -1,0 +1,183 @@
+import gzip
+import hashlib
+import shutil
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from cnnbench import data
+
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+TEST_LABELS_MD5 = "ec29112dd5afa0611ce80d1b7f02629c"
+TEST_LABELS_SHA256 = "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+
+
+def write_idx(path, magic, shape, payload, compress=False):
+    header = magic.to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in shape)
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as stream:
+        stream.write(header + payload)
+    return path
+
+
+# ----------------------------------------------------------------------------- IDX reader
+
+
+def test_read_idx_real_test_set(mnist_dir):
+    images, labels = data.load_split(
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / TEST_LABELS
+    )
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,) and labels.dtype == np.uint8
+    # First labels of the official test set, and its class counts (published with MNIST).
+    assert labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert images.max() == 255 and images.min() == 0
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_raw_and_gzip(tmp_path, compress):
+    pixels = np.arange(2 * 3 * 4, dtype=np.uint8)
+    path = write_idx(tmp_path / "x", data.IMAGES_MAGIC, (2, 3, 4), pixels.tobytes(), compress)
+    np.testing.assert_array_equal(data.read_idx(path), pixels.reshape(2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("magic", "shape", "payload", "message"),
+    [
+        (1234, (2,), b"\x00\x01", "magic number 1234"),
+        (data.LABELS_MAGIC, (5,), b"\x00\x01", "truncated"),
+        (data.LABELS_MAGIC, (2,), b"\x00\x01\x02", "trailing data"),
+        (data.IMAGES_MAGIC, (0, 28, 28), b"", "empty dimension"),
+    ],
+)
+def test_read_idx_rejects_damaged_files(tmp_path, magic, shape, payload, message):
+    path = write_idx(tmp_path / "bad.idx", magic, shape, payload)
+    with pytest.raises(data.DataError, match=message) as caught:
+        data.read_idx(path)
+    assert "bad.idx" in str(caught.value)
+
+
+def test_read_idx_rejects_truncated_gzip(tmp_path, mnist_dir):
+    damaged = tmp_path / "cut.gz"
+    damaged.write_bytes((mnist_dir / TEST_LABELS).read_bytes()[:2000])
+    with pytest.raises(data.DataError, match="cut.gz"):
+        data.read_idx(damaged)
+
+
+def test_load_split_rejects_count_mismatch_and_swapped_files(tmp_path):
+    images = write_idx(tmp_path / "i", data.IMAGES_MAGIC, (3, 2, 2), bytes(12))
+    labels = write_idx(tmp_path / "l", data.LABELS_MAGIC, (2,), bytes(2))
+    with pytest.raises(data.DataError, match="3 images but .* 2 labels"):
+        data.load_split(images, labels)
+    with pytest.raises(data.DataError, match="holds labels"):
+        data.load_split(labels, labels)
+
+
+def test_to_model_input_scales_like_training():
+    pixels = np.array([[[0, 51], [255, 128]]], dtype=np.uint8)
+    x = data.to_model_input(pixels)
+    assert x.dtype == np.float32 and x.shape == (1, 1, 2, 2)
+    np.testing.assert_array_equal(x[0, 0], np.float32([[0, 0.2], [1, 128 / 255]]))
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def test_download_file_mirror_verifies_both_checksums(tmp_path, mnist_mirror):
+    out = tmp_path / "data" / TEST_LABELS
+    digests = data.download(
+        TEST_LABELS,
+        [mnist_mirror],
+        out,
+        {"md5": TEST_LABELS_MD5, "sha256": TEST_LABELS_SHA256},
+        log=print,
+    )
+    assert digests == {"md5": TEST_LABELS_MD5, "sha256": TEST_LABELS_SHA256}
+    assert hashlib.md5(out.read_bytes()).hexdigest() == TEST_LABELS_MD5
+    assert sorted(p.name for p in out.parent.iterdir()) == [TEST_LABELS]  # no temporary left
+
+
+def test_download_falls_back_to_second_mirror(tmp_path, mnist_mirror):
+    missing = (tmp_path / "nowhere").as_uri() + "/"
+    messages = []
+    out = tmp_path / TEST_LABELS
+    data.download(
+        TEST_LABELS, [missing, mnist_mirror], out, {"md5": TEST_LABELS_MD5}, log=messages.append
+    )
+    assert out.is_file()
+    assert "nowhere" in messages[0] and mnist_mirror in messages[-1]
+    # A missing file is permanent: one attempt, no retries with backoff.
+    assert sum("nowhere" in m for m in messages) == 1
+
+
+def test_download_corrupted_mirror_leaves_nothing(tmp_path, mnist_dir):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    corrupted = bytearray((mnist_dir / TEST_LABELS).read_bytes())
+    corrupted[100] ^= 0xFF
+    (mirror / TEST_LABELS).write_bytes(corrupted)
+    out_dir = tmp_path / "out"
+    with pytest.raises(data.DownloadError) as caught:
+        data.download(
+            TEST_LABELS,
+            [mirror.as_uri()],
+            out_dir / TEST_LABELS,
+            {"md5": TEST_LABELS_MD5},
+            log=print,
+        )
+    message = str(caught.value)
+    actual_md5 = hashlib.md5(corrupted).hexdigest()
+    assert TEST_LABELS in message and mirror.as_uri() in message
+    assert f"expected {TEST_LABELS_MD5}, got {actual_md5}" in message
+    assert list(out_dir.iterdir()) == []
+
+
+def test_download_retries_transient_errors_with_backoff(tmp_path, mnist_dir, monkeypatch):
+    real_urlopen = urllib.request.urlopen
+    calls = []
+
+    def flaky(url, timeout):
+        calls.append(url)
+        if len(calls) < 3:
+            raise urllib.error.URLError(TimeoutError("timed out"))
+        return real_urlopen(url, timeout=timeout)
+
+    sleeps = []
+    monkeypatch.setattr(urllib.request, "urlopen", flaky)
+    monkeypatch.setattr(data.time, "sleep", sleeps.append)
+    data.download(
+        TEST_LABELS,
+        [mnist_dir.as_uri()],
+        tmp_path / "l.gz",
+        {"sha256": TEST_LABELS_SHA256},
+        backoff_s=0.5,
+        log=print,
+    )
+    assert len(calls) == 3 and sleeps == [0.5, 1.0]
+
+
+def test_download_refuses_unverified_files(tmp_path, mnist_mirror):
+    with pytest.raises(data.DataError, match="no md5 or sha256"):
+        data.download(TEST_LABELS, [mnist_mirror], tmp_path / "x", {"md5": "", "sha256": ""})
+
+
+def test_download_cli_error_exit(tmp_path, mnist_dir, capsys):
+    shutil.copy(mnist_dir / TEST_LABELS, tmp_path / TEST_LABELS)
+    with pytest.raises(SystemExit) as caught:
+        data.main(
+            [
+                "--file",
+                TEST_LABELS,
+                "--mirror",
+                tmp_path.as_uri(),
+                "--md5",
+                "0" * 32,
+                "--out",
+                str(tmp_path / "o" / "x"),
+            ]
+        )
+    assert "checksum mismatch" in str(caught.value.code)
+    assert not (tmp_path / "o" / "x").exists()

@@ -1,0 +1,137 @@
+"""The real Snakemake workflow end to end, on a small config and the local file:// MNIST mirror."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
+SMALL = {
+    "train": {"epochs": 1, "limit": 3000, "threads": 1},
+    "gradcheck": {"batch_size": 2, "samples": 5},
+    "inference": {
+        "backends": BACKENDS,
+        "limit": 24,
+        "shards": 2,
+        "warmup": 2,
+        "throughput_batch_sizes": [1, 8],
+        "throughput_loop_images": 4,
+        "throughput_repeats": 1,
+    },
+}
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
+
+
+def snakemake(
+    workdir: Path, overlay: dict, *args: str, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    overlay_path = workdir / "overlay.yaml"
+    overlay_path.write_text(yaml.safe_dump(overlay))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            str(overlay_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, mnist_mirror):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    overlay = {**SMALL, "dataset": {"mirrors": [mnist_mirror]}}
+    result = snakemake(workdir, overlay, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, overlay
+
+
+def test_pipeline_produces_every_result(pipeline):
+    results = pipeline[0] / "results"
+    metrics = read_csv(results / "training/metrics.csv")
+    assert [row["epoch"] for row in metrics] == ["1"]
+    assert float(metrics[0]["test_accuracy"]) > 0.85  # 3000 images, one epoch
+    manifest = json.loads((results / "model/manifest.json").read_text())
+    assert manifest["train_config"]["limit"] == 3000
+    gradcheck = read_csv(results / "gradcheck.csv")
+    assert gradcheck and all(row["passed"] == "True" for row in gradcheck)
+    assert {row["tensor"] for row in gradcheck} >= {"conv1.weight", "fc2.bias", "input"}
+    for backend in BACKENDS:
+        rows = read_csv(results / f"inference/{backend}.csv")
+        assert [int(row["index"]) for row in rows] == list(range(24)), backend
+        meta = json.loads((results / f"inference/{backend}.json").read_text())
+        assert meta["images"] == 24
+    assert json.loads((results / "inference/numpy_loops.json").read_text())["shards"] == 2
+    agreement = read_csv(results / "agreement.csv")
+    with_torch = [row for row in agreement if "torch" in (row["backend_a"], row["backend_b"])]
+    assert len(with_torch) == 3
+    assert all(
+        int(row["agree"]) == 24 and float(row["max_abs_logit_diff"]) <= 1e-3 for row in with_torch
+    )
+    throughput = read_csv(results / "throughput.csv")
+    assert {(row["backend"], row["batch_size"]) for row in throughput} == {
+        (backend, size) for backend in BACKENDS for size in ("1", "8")
+    }
+    environment = json.loads((results / "environment.json").read_text())
+    assert environment["threads"] == 1
+    report = (results / "report.html").read_text()
+    assert "numpy_loops" in report and manifest["sha256"] in report
+    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1"):
+        assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
+        assert (results / f"logs/{rule}.log").is_file(), rule
+
+
+def test_pipeline_rerun_has_nothing_to_do(pipeline):
+    workdir, overlay = pipeline
+    result = snakemake(workdir, overlay, "--cores", "2", "--dry-run", timeout=120)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_corrupted_mirror_fails_cleanly(tmp_path, mnist_dir):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    damaged = bytearray((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    damaged[-20] ^= 0x55
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(damaged)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = snakemake(
+        workdir,
+        {"dataset": {"mirrors": [mirror.as_uri() + "/"]}},
+        "--cores",
+        "1",
+        "results/data/t10k-labels-idx1-ubyte.gz",
+        timeout=120,
+    )
+    assert result.returncode != 0
+    left = [p.relative_to(workdir) for p in (workdir / "results").rglob("*") if p.is_file()]
+    assert left == [Path("results/logs/download_t10k-labels-idx1-ubyte.gz.log")]
+    log = (workdir / "results/logs/download_t10k-labels-idx1-ubyte.gz.log").read_text()
+    assert "checksum mismatch" in log and "expected ec29112dd5afa0611ce80d1b7f02629c" in log

@@ -1,0 +1,123 @@
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cnnbench import export, train
+from cnnbench.data import load_split
+from cnnbench.runtime import set_threads
+from cnnbench.weights import PARAMETER_SHAPES, load_weights, save_weights
+
+SMALL = train.TrainSettings(epochs=1, batch_size=32, lr=0.001, seed=3, device="cpu", limit=1024)
+
+
+@pytest.fixture(scope="module")
+def splits(mnist_dir):
+    train_split = load_split(
+        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz"
+    )
+    test_images, test_labels = load_split(
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+    )
+    return train_split, (test_images[:500], test_labels[:500])
+
+
+def test_training_is_deterministic_and_learns(splits):
+    set_threads(1)
+    first, history = train.train(SMALL, *splits)
+    second, _ = train.train(SMALL, *splits)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+    different, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "seed": 4}), *splits)
+    assert not torch.equal(first.state_dict()["fc2.weight"], different.state_dict()["fc2.weight"])
+    (row,) = history
+    assert row["epoch"] == 1 and set(row) == set(train.METRIC_COLUMNS)
+    # 1024 images, one epoch: far from converged, but well above chance (10%).
+    assert row["test_accuracy"] > 0.6 and row["test_loss"] < 1.2
+
+
+def test_training_limit_beyond_dataset_is_an_error(splits):
+    with pytest.raises(ValueError, match=r"train\.limit 70000 exceeds the 60000 training images"):
+        train.train(train.TrainSettings(1, 64, 0.001, 0, "cpu", 70000), *splits)
+
+
+def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
+    data = {
+        "train_images": mnist_dir / "train-images-idx3-ubyte.gz",
+        "train_labels": mnist_dir / "train-labels-idx1-ubyte.gz",
+        "test_images": mnist_dir / "t10k-images-idx3-ubyte.gz",
+        "test_labels": mnist_dir / "t10k-labels-idx1-ubyte.gz",
+    }
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        train.main(
+            [f"--{role.replace('_', '-')}={path}" for role, path in data.items()]
+            + [
+                "--epochs=1",
+                "--batch-size=128",
+                "--lr=0.001",
+                "--seed=0",
+                "--device=cpu",
+                "--limit=512",
+                "--threads=1",
+                f"--checkpoint={out / 'ck.pt'}",
+                f"--metrics={out / 'metrics.csv'}",
+            ]
+        )
+        train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "limit": 512}
+        export.main(
+            [
+                "--checkpoint",
+                str(out / "ck.pt"),
+                "--metrics",
+                str(out / "metrics.csv"),
+                "--train-config",
+                json.dumps(train_config),
+                "--dataset-name",
+                "MNIST",
+                "--data",
+                *(f"{role}={path}" for role, path in data.items()),
+                "--weights",
+                str(out / "weights.npz"),
+                "--manifest",
+                str(out / "manifest.json"),
+            ]
+        )
+        digests.append(hashlib.sha256((out / "weights.npz").read_bytes()).hexdigest())
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["sha256"] == digests[-1]
+        assert manifest["parameters"] == {
+            k: {"shape": list(v), "dtype": "float32"} for k, v in PARAMETER_SHAPES.items()
+        }
+        assert manifest["train_config"] == train_config
+        assert (
+            manifest["dataset"]["files"]["test_labels"]["md5"] == "ec29112dd5afa0611ce80d1b7f02629c"
+        )
+        assert manifest["versions"]["torch"].startswith("2.13.0")
+        with open(out / "metrics.csv") as stream:
+            (row,) = list(csv.DictReader(stream))
+        assert manifest["final_metrics"]["test_accuracy"] == float(row["test_accuracy"])
+        # The npz holds exactly the checkpoint's tensors.
+        state = torch.load(out / "ck.pt", weights_only=True)
+        for name, array in load_weights(out / "weights.npz").items():
+            np.testing.assert_array_equal(array, state[name].numpy())
+    assert digests[0] == digests[1]
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (
+        tmp_path / "b" / "manifest.json"
+    ).read_bytes()
+
+
+def test_export_round_trip_check_catches_a_different_npz(tmp_path, splits):
+    torch.manual_seed(0)
+    trained = {k: v.numpy().copy() for k, v in train.SimpleCNN().state_dict().items()}
+    save_weights(
+        tmp_path / "w.npz", {**trained, "fc2.bias": trained["fc2.bias"] + np.float32(1e-3)}
+    )
+    with pytest.raises(RuntimeError, match="logits differ from the trained model's by up to"):
+        export.check_round_trip(trained, tmp_path / "w.npz", splits[1][0][:10])
+    save_weights(tmp_path / "same.npz", trained)
+    export.check_round_trip(trained, tmp_path / "same.npz", splits[1][0][:10])

@@ -1,0 +1,67 @@
+# Shared definitions for all rules: paths, parameters derived from the config, thread accounting.
+
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+# Rules run `python -m cnnbench...`; putting src/ on the path makes that work in any environment
+# (the project's venv, a --sdm conda env, a cluster node) without installing the package there.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+# (Doubled braces: Snakemake formats the prefix like every shell command.)
+shell.prefix(
+    "set -euo pipefail; export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
+
+from cnnbench.runtime import declared_threads  # noqa: E402
+
+ENV = "../../envs/cnnbench.yaml"
+DATASET = config["dataset"]
+TRAIN = config["train"]
+INFERENCE = config["inference"]
+GRADCHECK = config["gradcheck"]
+BACKENDS = INFERENCE["backends"]
+# Only the interpreted loop backend is slow enough (~0.2 s per image) to be worth splitting.
+SHARDED_BACKENDS = {"numpy_loops"}
+MACHINE_CORES = os.cpu_count() or 1
+
+if workflow.cores and workflow.cores > MACHINE_CORES:
+    logger.warning(
+        f"--cores {workflow.cores} exceeds this machine's {MACHINE_CORES} cores: timed jobs reserve "
+        "the surplus so that no more threads are busy than there are cores (timings stay honest)."
+    )
+if workflow.cores and workflow.cores < TRAIN["threads"]:
+    logger.warning(
+        f"--cores {workflow.cores} is below train.threads ({TRAIN['threads']}): training runs with "
+        f"{workflow.cores} thread(s), so its weights differ bit-wise from a run with {TRAIN['threads']}."
+    )
+
+
+def threads_for(actual):
+    """Threads a rule declares for a job that really uses `actual` threads (see declared_threads)."""
+    return declared_threads(actual, workflow.cores, MACHINE_CORES)
+
+
+def data_path(role):
+    return f"results/data/{DATASET['files'][role]['file']}"
+
+
+DATA_FILES = {spec["file"]: spec for spec in DATASET["files"].values()}
+TEST_DATA = {"test_images": data_path("test_images"), "test_labels": data_path("test_labels")}
+WEIGHTS = "results/model/weights.npz"
+
+
+def shards_of(backend):
+    return INFERENCE["shards"] if backend in SHARDED_BACKENDS else 1
+
+
+def as_json_arg(value):
+    """A config subtree as one shell-quoted JSON word."""
+    return shlex.quote(json.dumps(value, sort_keys=True))
+
+
+def optional(value):
+    return "none" if value is None else value

@@ -1,0 +1,36 @@
+rule report:
+    input:
+        metrics=rules.train.output.metrics,
+        manifest=rules.export_weights.output.manifest,
+        gradcheck=rules.gradcheck.output[0],
+        inference=expand("results/inference/{backend}.{ext}", backend=BACKENDS, ext=("csv", "json")),
+        throughput=rules.throughput.output[0],
+        agreement=rules.agreement.output,
+        environment=rules.record_environment.output[0],
+        benchmarks=[
+            "results/benchmarks/train.tsv",
+            "results/benchmarks/export_weights.tsv",
+            "results/benchmarks/gradcheck.tsv",
+            "results/benchmarks/throughput.tsv",
+            *(
+                f"results/benchmarks/infer_{backend}_{shard}.tsv"
+                for backend in BACKENDS
+                for shard in range(shards_of(backend))
+            ),
+        ],
+        test_images=TEST_DATA["test_images"],
+    output:
+        "results/report.html",
+    params:
+        config=as_json_arg(config),
+    log:
+        "results/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m cnnbench.report --results results --config-json {params.config} "
+        "--out {output} > {log} 2>&1"
