@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -26,6 +29,7 @@ localrules:
     gather_inference,
     agreement,
     report,
+    torch_worked_example,
 
 
 rule all:

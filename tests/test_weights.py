@@ -66,7 +66,7 @@ def test_rejects_missing_and_extra_keys(tmp_path, trained_like):
 def test_rejects_wrong_dtype(tmp_path, trained_like):
     trained_like["conv1.bias"] = trained_like["conv1.bias"].astype(np.float64)
     np.savez(tmp_path / "w.npz", **trained_like)
-    with pytest.raises(WeightsError, match="conv1.bias has dtype float64, expected float32"):
+    with pytest.raises(WeightsError, match=r"conv1\.bias has dtype float64, expected float32"):
         load_weights(tmp_path / "w.npz")
 
 
@@ -74,7 +74,7 @@ def test_rejects_truncated_file(tmp_path, trained_like):
     save_weights(tmp_path / "w.npz", trained_like)
     data = (tmp_path / "w.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError, match="cut.npz"):
+    with pytest.raises(WeightsError, match=r"cut\.npz"):
         load_weights(tmp_path / "cut.npz")
 
 
@@ -90,7 +90,7 @@ def test_rejects_missing_and_non_zip_files(tmp_path):
     with pytest.raises(WeightsError, match="no such weights file"):
         load_weights(tmp_path / "absent.npz")
     (tmp_path / "text.npz").write_text("not a zip")
-    with pytest.raises(WeightsError, match="not a readable .npz"):
+    with pytest.raises(WeightsError, match=r"not a readable \.npz"):
         load_weights(tmp_path / "text.npz")
 
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import os
 import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -19,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from cnnbench.runtime import atomic_output
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -31,6 +31,10 @@ class DataError(ValueError):
 
 class DownloadError(RuntimeError):
     """No mirror delivered a file whose checksums match."""
+
+
+class _ChecksumMismatch(Exception):
+    """A transfer completed but its bytes are not the configured ones."""
 
 
 # ---------------------------------------------------------------------------- IDX format
@@ -130,50 +134,45 @@ def download(
         raise DataError(f"{filename}: no md5 or sha256 given; refusing to download unverified data")
     if not mirrors:
         raise DataError(f"{filename}: no mirrors configured")
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for mirror in mirrors:
         url = urllib.parse.urljoin(mirror if mirror.endswith("/") else mirror + "/", filename)
         for attempt in range(1, attempts + 1):
-            handle, temporary = tempfile.mkstemp(
-                prefix=f".{destination.name}.", dir=destination.parent
-            )
             try:
-                with (
-                    os.fdopen(handle, "wb") as out,
-                    urllib.request.urlopen(url, timeout=timeout_s) as response,
-                ):
-                    shutil.copyfileobj(response, out, 1 << 20)
-                actual = file_digests(temporary)
-                mismatched = {
-                    name: (value, actual[name])
-                    for name, value in wanted.items()
-                    if actual[name] != value
-                }
-                if mismatched:
-                    detail = "; ".join(
-                        f"{name} expected {exp}, got {got}"
-                        for name, (exp, got) in mismatched.items()
-                    )
-                    failures.append(f"{url}: checksum mismatch: {detail}")
-                    log(f"checksum mismatch for {filename} from {url}: {detail}")
-                    break  # the mirror served the wrong bytes; retrying it will not help
-                os.replace(temporary, destination)
+                with atomic_output(destination) as temporary:
+                    with (
+                        temporary.open("wb") as out,
+                        urllib.request.urlopen(url, timeout=timeout_s) as response,
+                    ):
+                        shutil.copyfileobj(response, out, 1 << 20)
+                    actual = file_digests(temporary)
+                    mismatched = {
+                        name: (value, actual[name])
+                        for name, value in wanted.items()
+                        if actual[name] != value
+                    }
+                    if mismatched:
+                        raise _ChecksumMismatch(
+                            "; ".join(
+                                f"{name} expected {exp}, got {got}"
+                                for name, (exp, got) in mismatched.items()
+                            )
+                        )
+            except _ChecksumMismatch as mismatch:
+                failures.append(f"{url}: checksum mismatch: {mismatch}")
+                log(f"checksum mismatch for {filename} from {url}: {mismatch}")
+                break  # the mirror served the wrong bytes; retrying it will not help
+            except (urllib.error.URLError, OSError, TimeoutError) as error:
+                failures.append(f"{url} (attempt {attempt}): {error}")
+                log(f"failed to fetch {url} (attempt {attempt}/{attempts}): {error}")
+                if _is_permanent(error) or attempt == attempts:
+                    break
+                time.sleep(backoff_s * 2 ** (attempt - 1))
+            else:
                 log(
                     f"verified {filename} from {url} ({', '.join(f'{k} {actual[k]}' for k in wanted)})"
                 )
                 return actual
-            except (urllib.error.URLError, OSError, TimeoutError) as error:
-                permanent = _is_permanent(error)
-                failures.append(f"{url} (attempt {attempt}): {error}")
-                log(f"failed to fetch {url} (attempt {attempt}/{attempts}): {error}")
-                if permanent or attempt == attempts:
-                    break
-                time.sleep(backoff_s * 2 ** (attempt - 1))
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
     raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(failures))
 
 

@@ -28,7 +28,9 @@ def set_threads(threads: int) -> None:
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     for variable in _THREAD_VARIABLES:
-        os.environ[variable] = str(threads)
+        # numba refuses a changed NUMBA_NUM_THREADS once loaded; numba.set_num_threads covers it.
+        if not (variable == "NUMBA_NUM_THREADS" and "numba" in sys.modules):
+            os.environ[variable] = str(threads)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
@@ -49,6 +51,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
     )
     os.close(handle)
+    # mkstemp creates 0600; results are ordinary files, readable as the umask allows.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     try:
         yield Path(temporary)
         os.replace(temporary, path)
@@ -77,3 +83,8 @@ def progress(iterable, **options):
 
     interactive = sys.stderr.isatty()
     return tqdm(iterable, file=sys.stderr, mininterval=0.1 if interactive else 10.0, **options)
+
+
+def optional_int(text: str) -> int | None:
+    """argparse type for counts where "none" (the config's null) means "all"."""
+    return None if text.lower() in ("none", "null") else int(text)

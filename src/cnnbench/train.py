@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnbench.data import load_split, to_model_input
 from cnnbench.model import SimpleCNN, pick_device
-from cnnbench.runtime import atomic_output, progress, set_threads
+from cnnbench.runtime import atomic_output, optional_int, progress, set_threads
 
 METRIC_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds")
 EVAL_BATCH = 1000
@@ -116,10 +116,6 @@ def write_metrics(path, history: list[dict]) -> None:
         writer = csv.DictWriter(stream, fieldnames=METRIC_COLUMNS)
         writer.writeheader()
         writer.writerows(history)
-
-
-def optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "null") else int(text)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ shell.prefix(
 )
 
 from cnnbench.runtime import declared_threads  # noqa: E402
+from snakemake.exceptions import WorkflowError  # noqa: E402
 
 ENV = "../../envs/cnnbench.yaml"
 DATASET = config["dataset"]
@@ -28,21 +29,33 @@ BACKENDS = INFERENCE["backends"]
 SHARDED_BACKENDS = {"numpy_loops"}
 MACHINE_CORES = os.cpu_count() or 1
 
-if workflow.cores and workflow.cores > MACHINE_CORES:
-    logger.warning(
-        f"--cores {workflow.cores} exceeds this machine's {MACHINE_CORES} cores: timed jobs reserve "
-        "the surplus so that no more threads are busy than there are cores (timings stay honest)."
-    )
-if workflow.cores and workflow.cores < TRAIN["threads"]:
-    logger.warning(
-        f"--cores {workflow.cores} is below train.threads ({TRAIN['threads']}): training runs with "
-        f"{workflow.cores} thread(s), so its weights differ bit-wise from a run with {TRAIN['threads']}."
-    )
+
+def total_cores():
+    """--cores, or None on a cluster executor, where no global core limit exists."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
+CORES = total_cores()
+if workflow.is_main_process and not workflow.dryrun and CORES:
+    if CORES > MACHINE_CORES:
+        logger.warning(
+            f"--cores {CORES} exceeds this machine's {MACHINE_CORES} cores: every job declares "
+            "proportionally more threads, so no more threads are busy than there are cores "
+            "while a timed job runs (timings stay honest)."
+        )
+    if CORES < TRAIN["threads"]:
+        logger.warning(
+            f"--cores {CORES} is below train.threads ({TRAIN['threads']}): training still uses "
+            f"{TRAIN['threads']} threads (the weights depend on it), sharing {CORES} core(s)."
+        )
 
 
 def threads_for(actual):
     """Threads a rule declares for a job that really uses `actual` threads (see declared_threads)."""
-    return declared_threads(actual, workflow.cores, MACHINE_CORES)
+    return declared_threads(actual, CORES, MACHINE_CORES)
 
 
 def data_path(role):

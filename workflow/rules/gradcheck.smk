@@ -3,7 +3,7 @@ rule gradcheck:
         weights=WEIGHTS,
         **TEST_DATA,
     output:
-        "results/gradcheck.csv",
+        report("results/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"),
     params:
         batch_size=GRADCHECK["batch_size"],
         samples=GRADCHECK["samples"],
@@ -22,3 +22,18 @@ rule gradcheck:
         "python -m cnnbench.gradcheck --weights {input.weights} --test-images {input.test_images} "
         "--test-labels {input.test_labels} --batch-size {params.batch_size} "
         "--samples {params.samples} --seed {params.seed} --threads 1 --out {output} > {log} 2>&1"
+
+
+rule torch_worked_example:
+    output:
+        "results/worked_example_torch.json",
+    log:
+        "results/logs/torch_worked_example.log",
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        "python -m cnnbench.worked_example --out {output} > {log} 2>&1"

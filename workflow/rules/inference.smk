@@ -44,7 +44,12 @@ rule gather_inference:
             shard=range(shards_of(wildcards.backend)),
         ),
     output:
-        csv="results/inference/{backend}.csv",
+        csv=report(
+            "results/inference/{backend}.csv",
+            caption="../report/inference.rst",
+            category="Inference",
+            subcategory="{backend}",
+        ),
         meta="results/inference/{backend}.json",
     wildcard_constraints:
         backend="|".join(BACKENDS),
@@ -65,7 +70,7 @@ rule throughput:
         weights=WEIGHTS,
         **TEST_DATA,
     output:
-        "results/throughput.csv",
+        report("results/throughput.csv", caption="../report/throughput.rst", category="Timing"),
     params:
         backends=" ".join(BACKENDS),
         batch_sizes=" ".join(map(str, INFERENCE["throughput_batch_sizes"])),
@@ -94,7 +99,9 @@ rule agreement:
     input:
         expand("results/inference/{backend}.csv", backend=BACKENDS),
     output:
-        agreement="results/agreement.csv",
+        agreement=report(
+            "results/agreement.csv", caption="../report/agreement.rst", category="Agreement"
+        ),
         accuracy="results/accuracy.csv",
         disagreements="results/disagreements.csv",
     log:

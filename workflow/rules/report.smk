@@ -19,8 +19,9 @@ rule report:
             ),
         ],
         test_images=TEST_DATA["test_images"],
+        worked_example=rules.torch_worked_example.output[0],
     output:
-        "results/report.html",
+        report("results/report.html", caption="../report/report_html.rst", category="Report"),
     params:
         config=as_json_arg(config),
     log:

@@ -5,7 +5,11 @@ rule train:
         **TEST_DATA,
     output:
         checkpoint="results/model/checkpoint.pt",
-        metrics="results/training/metrics.csv",
+        metrics=report(
+            "results/training/metrics.csv",
+            caption="../report/training_metrics.rst",
+            category="Training",
+        ),
     params:
         epochs=TRAIN["epochs"],
         batch_size=TRAIN["batch_size"],

@@ -1,0 +1,127 @@
+"""Do the backends agree? Pairwise argmax agreement and logit differences, per-backend accuracy.
+
+Each input is an inference table (``results/inference/<backend>.csv``); the backend's name is the
+file's stem. Pairs are compared over the images both ran. Every image on which a pair's
+predictions differ is listed with both logit margins (top logit minus runner-up), so a
+disagreement on a near-tie can be told from a real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cnnbench.inference import LOGIT_COLUMNS, read_predictions
+from cnnbench.runtime import atomic_output
+
+AGREEMENT_COLUMNS = [
+    "backend_a",
+    "backend_b",
+    "images",
+    "agree",
+    "agree_fraction",
+    "max_abs_logit_diff",
+]
+ACCURACY_COLUMNS = ["backend", "images", "correct", "accuracy"]
+DISAGREEMENT_COLUMNS = [
+    "index",
+    "label",
+    "backend_a",
+    "backend_b",
+    "pred_a",
+    "pred_b",
+    "margin_a",
+    "margin_b",
+]
+
+
+def margins(logits: np.ndarray) -> np.ndarray:
+    """Top logit minus runner-up, per row."""
+    top_two = np.sort(logits, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
+
+
+def compare(
+    tables: dict[str, pd.DataFrame],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(agreement, accuracy, disagreements) tables for inference tables keyed by backend."""
+    accuracy = pd.DataFrame(
+        [
+            {
+                "backend": name,
+                "images": len(table),
+                "correct": int((table["pred"] == table["label"]).sum()),
+                "accuracy": float((table["pred"] == table["label"]).mean()),
+            }
+            for name, table in tables.items()
+        ],
+        columns=ACCURACY_COLUMNS,
+    )
+    agreement, disagreements = [], []
+    for name_a, name_b in itertools.combinations(tables, 2):
+        both = tables[name_a].merge(tables[name_b], on="index", suffixes=("_a", "_b"))
+        if not (both["label_a"] == both["label_b"]).all():
+            raise ValueError(f"{name_a} and {name_b} disagree on labels: not the same test set")
+        # float64, so differences of float32 logits are exact
+        logits_a = both[[f"{c}_a" for c in LOGIT_COLUMNS]].to_numpy(dtype=np.float64)
+        logits_b = both[[f"{c}_b" for c in LOGIT_COLUMNS]].to_numpy(dtype=np.float64)
+        same = both["pred_a"] == both["pred_b"]
+        agreement.append(
+            {
+                "backend_a": name_a,
+                "backend_b": name_b,
+                "images": len(both),
+                "agree": int(same.sum()),
+                "agree_fraction": float(same.mean()) if len(both) else float("nan"),
+                "max_abs_logit_diff": float(np.abs(logits_a - logits_b).max(initial=0.0)),
+            }
+        )
+        differ = ~same.to_numpy()
+        disagreements += [
+            {
+                "index": row.index,
+                "label": row.label_a,
+                "backend_a": name_a,
+                "backend_b": name_b,
+                "pred_a": row.pred_a,
+                "pred_b": row.pred_b,
+                "margin_a": margin_a,
+                "margin_b": margin_b,
+            }
+            for row, margin_a, margin_b in zip(
+                both[differ].itertuples(),
+                margins(logits_a[differ]),
+                margins(logits_b[differ]),
+                strict=True,
+            )
+        ]
+    return (
+        pd.DataFrame(agreement, columns=AGREEMENT_COLUMNS),
+        accuracy,
+        pd.DataFrame(disagreements, columns=DISAGREEMENT_COLUMNS),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cnnbench.agreement", description=__doc__)
+    parser.add_argument("--out-agreement", required=True, type=Path)
+    parser.add_argument("--out-accuracy", required=True, type=Path)
+    parser.add_argument("--out-disagreements", required=True, type=Path)
+    parser.add_argument("tables", nargs="+", type=Path, help="inference CSVs, named <backend>.csv")
+    args = parser.parse_args(argv)
+    names = [path.stem for path in args.tables]
+    if len(set(names)) != len(names):
+        parser.error(f"backend names (file stems) must be distinct, got {names}")
+    tables = {path.stem: read_predictions(path) for path in args.tables}
+    outputs = (args.out_agreement, args.out_accuracy, args.out_disagreements)
+    for table, path in zip(compare(tables), outputs, strict=True):
+        with atomic_output(path) as temporary:
+            table.to_csv(temporary, index=False, float_format="%.9g")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Every implementation of the network's forward pass behind one small interface.
+
+``load(name, weights_path)`` builds a backend from an exported ``weights.npz`` (validated by
+``cnnbench.weights.load_weights``); ``backend.predict(x)`` maps float32 ``(N, 1, 28, 28)`` images in
+[0, 1] to float32 logits ``(N, 10)``. Implementations are imported only when loaded, so the NumPy
+backends never pay for importing torch or numba.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from cnnbench.weights import INPUT_SHAPE, load_weights
+
+NAMES = ("torch", "numpy_im2col", "numpy_loops", "numba_loops")
+
+# backend name -> (module in this package, class); "pytorch" so the module is not named like torch
+_IMPLEMENTATIONS = {
+    "torch": ("pytorch", "TorchBackend"),
+    "numpy_im2col": ("numpy_im2col", "NumpyIm2colBackend"),
+    "numpy_loops": ("numpy_loops", "NumpyLoopsBackend"),
+    "numba_loops": ("numba_loops", "NumbaLoopsBackend"),
+}
+
+
+class Backend(abc.ABC):
+    """A forward pass built from validated weight arrays (``cnnbench.weights`` layouts)."""
+
+    name: str
+    #: seconds spent compiling at load (numba); None where nothing is compiled
+    compile_s: float | None = None
+
+    @abc.abstractmethod
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None: ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """float32 images ``(N, 1, 28, 28)`` -> float32 logits ``(N, 10)``, a fresh array."""
+        return self._forward(check_input(x))
+
+    @abc.abstractmethod
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a checked, C-contiguous float32 batch."""
+
+
+def check_input(x: np.ndarray) -> np.ndarray:
+    """Return ``x`` C-contiguous, or raise ValueError naming the expected shape and dtype."""
+    if not isinstance(x, np.ndarray):
+        problem = type(x).__name__
+    elif x.dtype != np.float32:
+        problem = f"dtype {x.dtype}"
+    elif x.shape[1:] != INPUT_SHAPE or len(x) == 0:
+        problem = f"shape {x.shape}"
+    else:
+        return np.ascontiguousarray(x)
+    shape = ", ".join(map(str, INPUT_SHAPE))
+    raise ValueError(f"expected a float32 array of shape (N, {shape}) with N >= 1, got {problem}")
+
+
+def load(name: str, weights_path: str | Path) -> Backend:
+    """The backend ``name`` (one of NAMES) holding the weights in ``weights_path``."""
+    if name not in _IMPLEMENTATIONS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    arrays = load_weights(weights_path)
+    module_name, class_name = _IMPLEMENTATIONS[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, class_name)(arrays)

@@ -1,0 +1,92 @@
+"""The conditions timings were taken under.
+
+``python -m cnnbench.environment --threads T --out results/environment.json`` records the CPU,
+core counts, the thread setting (applied first, so the BLAS entries show what timed jobs get),
+Python and library versions, BLAS vendor and kernel (threadpoolctl), numba's target CPU and
+features, any OPENBLAS_* tuning variables, load average, platform and a timestamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+
+from cnnbench.runtime import atomic_output, set_threads
+
+PACKAGES = ("numpy", "torch", "numba", "llvmlite", "pandas", "threadpoolctl", "snakemake")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (from /proc/cpuinfo on Linux), else what platform reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def collect(threads: int) -> dict:
+    """The environment record, after applying ``threads`` to BLAS, torch and numba."""
+    # before importing torch and numba, as a timed job does: numba reads NUMBA_NUM_THREADS at
+    # import and refuses to compile once it differs from the threads it launched
+    set_threads(threads)
+    import llvmlite.binding
+    import numba
+    import psutil
+    import torch
+    from threadpoolctl import threadpool_info
+
+    host_features = llvmlite.binding.get_host_cpu_features().flatten().split(",")
+    load_average = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "threads": threads,
+        "torch_threads": torch.get_num_threads(),
+        "numba_threads": numba.get_num_threads(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "blas": threadpool_info(),
+        "blas_environment": {
+            k: v for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS")
+        },
+        "numba_cpu": {  # what numba compiles for, unless NUMBA_CPU_NAME/FEATURES override it
+            "name": numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name(),
+            "features": numba.config.CPU_FEATURES
+            or sorted(feature[1:] for feature in host_features if feature.startswith("+")),
+        },
+        "load_average": list(load_average) if load_average else None,
+        "platform": platform.platform(),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cnnbench.environment", description=__doc__)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    record = collect(args.threads)
+    with atomic_output(args.out) as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Check the NumPy network's loss gradients against PyTorch autograd and finite differences.
+
+    python -m cnnbench.gradcheck --weights results/model/weights.npz \
+        --test-images PATH.gz --test-labels PATH.gz --batch-size 8 --samples 20 --seed 0 \
+        --threads 1 --out results/gradcheck.csv
+
+For the mean cross-entropy of the first ``batch-size`` test images, the gradient of every
+parameter tensor and of the input is computed by both NumPy implementations (``loops``,
+``im2col``) and compared with three references:
+
+- ``torch_float64``: torch autograd in float64 (NumPy float64); tolerance 1e-10;
+- ``torch_float32``: torch autograd in float32 (NumPy float32); tolerance 1e-4;
+- ``finite_differences``: central differences of the float64 loss (im2col network: the loss is
+  the same function whichever implementation computes it, and the loop network is too slow for
+  two forward passes per coordinate) at ``samples`` seeded random coordinates per tensor,
+  compared with each implementation's float64 gradient there; step 1e-5, tolerance 1e-6.
+
+Errors are relative to the tensor's scale, the largest magnitude of its float64 torch gradient:
+max_rel_err = max|actual - reference| / scale, so a coordinate whose gradient is near zero is
+not judged by its own (meaningless) relative error.
+
+ReLU kinks: a central difference is only a derivative if loss(theta +- step) stay on the same
+linear piece.  A sampled coordinate whose perturbation flips any ReLU (the sign pattern of any
+pre-activation changes) is replaced by the next random coordinate, and the number replaced is
+reported; none is silently accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnbench.data import load_split, to_model_input
+from cnnbench.model import model_from_weights
+from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
+from cnnbench.runtime import atomic_output, progress, set_threads
+from cnnbench.weights import PARAMETER_SHAPES, load_weights
+
+COLUMNS = (
+    "tensor",
+    "implementation",
+    "reference",
+    "dtype",
+    "max_abs_err",
+    "max_rel_err",
+    "tolerance",
+    "passed",
+)
+TENSORS = (*PARAMETER_SHAPES, INPUT_GRADIENT)
+# reference -> (dtype of the compared NumPy gradient, tolerance on max_rel_err)
+REFERENCES = {
+    "torch_float64": (np.float64, 1e-10),
+    "torch_float32": (np.float32, 1e-4),
+    "finite_differences": (np.float64, 1e-6),
+}
+FD_STEP = 1e-5
+
+
+# ---------------------------------------------------------------------------- error measures
+
+
+def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max|actual - expected|, in float64; the shapes must be equal (no broadcasting)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    if actual.shape != expected.shape:
+        raise ValueError(f"shapes differ: {actual.shape} vs {expected.shape}")
+    return float(np.max(np.abs(actual - expected)))
+
+
+def max_norm_relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max|actual - expected| / max|expected| (the max-norm relative error; 0 if both are 0)."""
+    scale = float(np.max(np.abs(expected)))
+    difference = max_abs_error(actual, expected)
+    return difference / scale if scale > 0 else difference
+
+
+def elementwise_relative_error(
+    actual: np.ndarray, expected: np.ndarray, floor: float = 1e-8
+) -> float:
+    """max over elements of |a - b| / max(floor, |a| + |b|); the shapes must be equal."""
+    a, b = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a - b) / np.maximum(floor, np.abs(a) + np.abs(b))))
+
+
+def perturbed(
+    function: Callable[[], Any], array: np.ndarray, index: tuple[int, ...], step: float
+) -> tuple[Any, Any]:
+    """``function()`` with ``array[index]`` raised by ``step``, then lowered by ``step``.
+
+    ``function`` reads ``array``, which is changed in place and restored to its exact value.
+    """
+    original = array[index]
+    try:
+        array[index] = original + step
+        above = function()
+        array[index] = original - step
+        below = function()
+    finally:
+        array[index] = original
+    return above, below
+
+
+def central_difference(
+    function: Callable[[], float], array: np.ndarray, index: tuple[int, ...], step: float
+) -> float:
+    """(f(array[index] + step) - f(array[index] - step)) / (2 step); see :func:`perturbed`."""
+    above, below = perturbed(function, array, index, step)
+    return (above - below) / (2 * step)
+
+
+# ---------------------------------------------------------------------------- gradients
+
+
+def torch_gradients(
+    arrays: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray, dtype: torch.dtype
+) -> dict[str, np.ndarray]:
+    """Autograd gradients of the mean cross-entropy: every parameter by name, and ``"input"``."""
+    model = model_from_weights(arrays, dtype)
+    inputs = torch.tensor(x, dtype=dtype, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(
+        model(inputs), torch.from_numpy(labels.astype(np.int64))
+    )
+    loss.backward()
+    grads = {name: parameter.grad.numpy() for name, parameter in model.named_parameters()}
+    grads[INPUT_GRADIENT] = inputs.grad.numpy()
+    return {name: grads[name] for name in TENSORS}
+
+
+def finite_difference_samples(
+    network: Network,
+    x: np.ndarray,
+    labels: np.ndarray,
+    samples: int,
+    rng: np.random.Generator,
+    on_sample: Callable[[], None],
+) -> tuple[dict[str, tuple[tuple[np.ndarray, ...], np.ndarray]], dict[str, int]]:
+    """Central differences of the loss at ``samples`` random coordinates per tensor.
+
+    Perturbs ``x`` and ``network.parameters`` in place (restoring them).  Returns, per tensor,
+    the coordinates (an index tuple of arrays) with their derivatives, and how many drawn
+    coordinates were replaced because +-FD_STEP flipped a ReLU.
+    """
+
+    def loss_and_pattern() -> tuple[float, list[np.ndarray]]:
+        logits, cache = network.forward(x)
+        return float(cross_entropy(logits, labels)), [z > 0 for z in cache.preactivations.values()]
+
+    _, base_pattern = loss_and_pattern()
+    estimates, replaced = {}, {}
+    for name in TENSORS:
+        array = x if name == INPUT_GRADIENT else network.parameters[name]
+        wanted = min(samples, array.size)
+        coordinates, derivatives, replaced[name] = [], [], 0
+        for flat in rng.permutation(array.size):
+            if len(coordinates) == wanted:
+                break
+            index = np.unravel_index(flat, array.shape)
+            (above, above_pattern), (below, below_pattern) = perturbed(
+                loss_and_pattern, array, index, FD_STEP
+            )
+            if not all(
+                np.array_equal(base, up) and np.array_equal(base, down)
+                for base, up, down in zip(base_pattern, above_pattern, below_pattern, strict=True)
+            ):
+                replaced[name] += 1
+                continue
+            coordinates.append(index)
+            derivatives.append((above - below) / (2 * FD_STEP))
+            on_sample()
+        if len(coordinates) < wanted:
+            raise RuntimeError(
+                f"{name}: only {len(coordinates)} of its {array.size} coordinates keep every ReLU "
+                f"on one side within +-{FD_STEP}; {wanted} were asked for"
+            )
+        index_arrays = tuple(np.array(axis) for axis in zip(*coordinates, strict=True))
+        estimates[name] = (index_arrays, np.array(derivatives))
+    return estimates, replaced
+
+
+# ---------------------------------------------------------------------------- the check
+
+
+def check_gradients(
+    arrays: dict[str, np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    samples: int,
+    seed: int,
+) -> tuple[list[dict], dict[str, int]]:
+    """One row per (tensor, implementation, reference); and the FD replacements per tensor."""
+    x32 = to_model_input(images)
+    x64 = x32.astype(np.float64)
+    fd_coordinates = sum(min(samples, np.prod(PARAMETER_SHAPES.get(n, x64.shape))) for n in TENSORS)
+    with progress(None, total=2 * len(VARIANTS) + 2 + fd_coordinates, desc="gradcheck") as bar:
+        numpy_grads = {}
+        for implementation in VARIANTS:
+            for dtype, x in ((np.float64, x64), (np.float32, x32)):
+                network = Network(arrays, implementation, dtype)
+                numpy_grads[implementation, dtype] = network.loss_and_gradients(x, labels)[1]
+                bar.update()
+        torch_grads = {}
+        for reference, torch_dtype, x in (
+            ("torch_float64", torch.float64, x64),
+            ("torch_float32", torch.float32, x32),
+        ):
+            torch_grads[reference] = torch_gradients(arrays, x, labels, torch_dtype)
+            bar.update()
+        estimates, replaced = finite_difference_samples(
+            Network(arrays, "im2col", np.float64),
+            x64.copy(),
+            labels,
+            samples,
+            np.random.default_rng(seed),
+            bar.update,
+        )
+    rows = []
+    for name in TENSORS:
+        scale = float(np.max(np.abs(torch_grads["torch_float64"][name])))
+        for implementation in VARIANTS:
+            for reference, (dtype, tolerance) in REFERENCES.items():
+                actual = numpy_grads[implementation, dtype][name]
+                if reference == "finite_differences":
+                    coordinates, expected = estimates[name]
+                    actual = actual[coordinates]
+                else:
+                    expected = torch_grads[reference][name]
+                max_abs_err = max_abs_error(actual, expected)
+                max_rel_err = max_abs_err / scale if scale > 0 else max_abs_err
+                rows.append(
+                    {
+                        "tensor": name,
+                        "implementation": implementation,
+                        "reference": reference,
+                        "dtype": np.dtype(dtype).name,
+                        "max_abs_err": max_abs_err,
+                        "max_rel_err": max_rel_err,
+                        "tolerance": tolerance,
+                        "passed": max_rel_err <= tolerance,
+                    }
+                )
+    return rows, replaced
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnbench.gradcheck", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--weights", required=True, help="exported weights.npz")
+    parser.add_argument("--test-images", required=True)
+    parser.add_argument("--test-labels", required=True)
+    parser.add_argument("--batch-size", type=int, default=8, help="first N test images")
+    parser.add_argument("--samples", type=int, default=20, help="FD coordinates per tensor")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the FD coordinates")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, help="output: gradcheck CSV")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.samples < 1:
+        parser.error("--batch-size and --samples must be >= 1")
+    set_threads(args.threads)
+
+    arrays = load_weights(args.weights)
+    images, labels = load_split(args.test_images, args.test_labels)
+    if args.batch_size > len(images):
+        parser.error(f"--batch-size {args.batch_size} exceeds the {len(images)} test images")
+    rows, replaced = check_gradients(
+        arrays, images[: args.batch_size], labels[: args.batch_size], args.samples, args.seed
+    )
+    with atomic_output(args.out) as temporary, open(temporary, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    failed = [row for row in rows if not row["passed"]]
+    print(
+        f"gradcheck: {len(rows) - len(failed)}/{len(rows)} rows passed "
+        f"({args.batch_size} images, {len(TENSORS)} tensors, {len(VARIANTS)} implementations, "
+        f"{len(REFERENCES)} references); finite differences: step {FD_STEP}, "
+        f"{args.samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
+        f"crossed a ReLU kink ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
+        file=sys.stderr,
+    )
+    for reference, (_, tolerance) in REFERENCES.items():
+        worst = max(
+            (row for row in rows if row["reference"] == reference), key=lambda r: r["max_rel_err"]
+        )
+        print(
+            f"  {reference}: worst max_rel_err {worst['max_rel_err']:.2e} "
+            f"({worst['tensor']}, {worst['implementation']}), tolerance {tolerance:g}",
+            file=sys.stderr,
+        )
+    if failed:
+        listed = "\n  ".join(
+            f"{row['tensor']} / {row['implementation']} / {row['reference']}: max_rel_err "
+            f"{row['max_rel_err']:.3e} > tolerance {row['tolerance']:g}"
+            for row in failed
+        )
+        raise SystemExit(f"gradcheck: {len(failed)} rows failed:\n  {listed}")
+
+
+if __name__ == "__main__":
+    main()

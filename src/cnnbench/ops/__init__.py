@@ -1,0 +1,78 @@
+"""NumPy-only layers of the network, in two variants, and the whole network forward/backward.
+
+All image arrays are NCHW, weights in PyTorch layout; every op returns the input's dtype
+(float32 in, float32 out; float64 in, float64 out), and all array arguments must share it.
+Bad shapes, dtypes or geometry raise ``ValueError`` naming the argument.
+
+Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), Hout = (H + 2p - kh) // s + 1:
+    conv2d_loops(x, w, b, stride=1, padding=0) -> y (N, O, Hout, Wout)     scalar Python loops
+    conv2d_im2col(x, w, b, stride=1, padding=0) -> y                      im2col + one matmul
+    conv2d_backward_loops(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
+    conv2d_backward_im2col(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
+    im2col(x, kh, kw, stride=1, padding=0) -> cols (C*kh*kw, N*Hout*Wout)  building blocks
+    col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> dx (adds overlapping windows)
+Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indices):
+    linear(x, w, b), linear_loops(x, w, b) -> y (N, out)
+    linear_backward(dy, x, w), linear_backward_loops(dy, x, w) -> (dx, dw, db)
+    relu(x), relu_backward(dy, x)
+    softmax(z), log_softmax(z), cross_entropy(logits, labels) -> mean loss,
+    cross_entropy_backward(logits, labels) -> dlogits
+Network (variant "loops" or "im2col"; weights from ``cnnbench.weights.load_weights``):
+    net = Network(load_weights(path), variant="im2col", dtype=np.float32)  # or Network.from_file
+    logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
+    loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
+Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
+    Im2colInference(load_weights(path)).logits(x) -> float32 logits (N, 10)
+
+Example (the README's worked example)::
+
+    >>> import numpy as np
+    >>> from cnnbench.ops import conv2d_im2col, conv2d_loops
+    >>> x = np.arange(1, 33, dtype=float).reshape(1, 2, 4, 4)
+    >>> conv2d_im2col(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2)
+    array([[[[ 93., 109.],
+             [157., 173.]],
+    <BLANKLINE>
+            [[ 94., 110.],
+             [158., 174.]]]])
+    >>> np.array_equal(conv2d_loops(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2),
+    ...                conv2d_im2col(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2))
+    True
+"""
+
+from cnnbench.ops.im2col import col2im, conv2d_backward_im2col, conv2d_im2col, im2col
+from cnnbench.ops.im2col_inference import Im2colInference
+from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
+from cnnbench.ops.loops import (
+    conv2d_backward_loops,
+    conv2d_loops,
+    linear_backward_loops,
+    linear_loops,
+)
+from cnnbench.ops.losses import cross_entropy, cross_entropy_backward, log_softmax, softmax
+from cnnbench.ops.network import INPUT_GRADIENT, VARIANTS, ForwardCache, Network, Variant
+
+__all__ = [
+    "INPUT_GRADIENT",
+    "VARIANTS",
+    "ForwardCache",
+    "Im2colInference",
+    "Network",
+    "Variant",
+    "col2im",
+    "conv2d_backward_im2col",
+    "conv2d_backward_loops",
+    "conv2d_im2col",
+    "conv2d_loops",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "im2col",
+    "linear",
+    "linear_backward",
+    "linear_backward_loops",
+    "linear_loops",
+    "log_softmax",
+    "relu",
+    "relu_backward",
+    "softmax",
+]

@@ -1,0 +1,105 @@
+"""Convolution as one matrix multiply per layer: windows gathered by strides (im2col).
+
+Column matrix layout, shared by every function here: rows in (c, ki, kj) order, the order of
+``w.reshape(O, -1)``; columns in (i, j, n) order, the image index varying fastest.  Windows are
+taken from the input transposed to (C, H, W, N), so the copy that builds the matrix, and every
+strided add of :func:`col2im`, moves runs of N contiguous floats rather than a few strided ones.
+With the weights on the left, ``w_matrix @ cols`` is (O, Hout*Wout*N), whose NCHW view is a
+free transpose; the backward needs no transposed copy of the (large) column matrix:
+``dy_matrix @ cols.T`` hands BLAS the transpose as a flag.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnbench.ops.checks import check_conv2d, check_conv2d_backward, check_windows
+
+
+def _batch_last(x: np.ndarray, padding: int) -> np.ndarray:
+    """``x`` (N, C, H, W) as (C, H + 2p, W + 2p, N), zero-padded: one copy, none if p == 0."""
+    if padding == 0:
+        return x.transpose(1, 2, 3, 0)
+    n_images, channels, height, width = x.shape
+    padded = np.zeros(
+        (channels, height + 2 * padding, width + 2 * padding, n_images), dtype=x.dtype
+    )
+    padded[:, padding : padding + height, padding : padding + width] = x.transpose(1, 2, 3, 0)
+    return padded
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Column matrix (C*kh*kw, Hout*Wout*N) of ``x`` (N, C, H, W): one column per window."""
+    out_h, out_w = check_windows(x, kh, kw, stride, padding)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        _batch_last(x, padding), (kh, kw), axis=(1, 2)
+    )
+    # (C, Hout, Wout, N, kh, kw): a view; the reshape below is the one copy.
+    windows = windows[:, : (out_h - 1) * stride + 1 : stride, : (out_w - 1) * stride + 1 : stride]
+    n_images, channels = x.shape[:2]
+    return windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * kh * kw, out_h * out_w * n_images)
+
+
+def col2im(
+    cols: np.ndarray,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    stride: int = 1,
+    padding: int = 0,
+) -> np.ndarray:
+    """Adjoint of :func:`im2col`: add each column back onto the window it came from.
+
+    Overlapping windows accumulate; input pixels no window reaches (when the stride does not
+    divide H + 2*padding - kh) get zero.  One strided add per kernel offset (kh*kw in all).
+    Returns (N, C, H, W), a view of a (C, H + 2p, W + 2p, N) array.
+    """
+    n_images, channels, height, width = x_shape
+    out_h = (height + 2 * padding - kh) // stride + 1
+    out_w = (width + 2 * padding - kw) // stride + 1
+    expected = (channels * kh * kw, out_h * out_w * n_images)
+    if cols.shape != expected:
+        raise ValueError(
+            f"cols has shape {cols.shape}, expected {expected} "
+            f"for x of shape {tuple(x_shape)} and a {kh}x{kw} kernel"
+        )
+    blocks = cols.reshape(channels, kh, kw, out_h, out_w, n_images)
+    padded = np.zeros(
+        (channels, height + 2 * padding, width + 2 * padding, n_images), dtype=cols.dtype
+    )
+    for ki in range(kh):
+        rows = slice(ki, ki + (out_h - 1) * stride + 1, stride)
+        for kj in range(kw):
+            padded[:, rows, kj : kj + (out_w - 1) * stride + 1 : stride] += blocks[:, ki, kj]
+    return padded[:, padding : padding + height, padding : padding + width].transpose(3, 0, 1, 2)
+
+
+def conv2d_im2col(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
+) -> np.ndarray:
+    """Convolution (cross-correlation, as torch.nn.functional.conv2d) by im2col and one matmul.
+
+    Returns (N, O, Hout, Wout), a view of an (O, Hout, Wout, N) array: the next layer's
+    :func:`im2col` wants exactly that memory order.
+    """
+    out_h, out_w = check_conv2d(x, w, b, stride, padding)
+    out_channels, _, kh, kw = w.shape
+    y = w.reshape(out_channels, -1) @ im2col(x, kh, kw, stride, padding)
+    y += b[:, None]
+    return y.reshape(out_channels, out_h, out_w, x.shape[0]).transpose(3, 0, 1, 2)
+
+
+def conv2d_backward_im2col(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients ``(dx, dw, db)`` of :func:`conv2d_im2col` given ``dy`` = dLoss/dy.
+
+    dw = dy_matrix @ cols.T (one matmul), dx = col2im(w_matrix.T @ dy_matrix); the column
+    matrix is rebuilt from ``x`` (the signature carries no cache).
+    """
+    check_conv2d_backward(dy, x, w, stride, padding)
+    out_channels, _, kh, kw = w.shape
+    dy_matrix = dy.transpose(1, 2, 3, 0).reshape(out_channels, -1)  # (O, Hout*Wout*N)
+    dw = (dy_matrix @ im2col(x, kh, kw, stride, padding).T).reshape(w.shape)
+    dx = col2im(w.reshape(out_channels, -1).T @ dy_matrix, x.shape, kh, kw, stride, padding)
+    return dx, dw, dy_matrix.sum(axis=1)

@@ -1,0 +1,40 @@
+"""Vectorized linear layer and ReLU (the linear layer's scalar-loop twin lives in ``loops``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnbench.ops.checks import (
+    check_array,
+    check_elementwise_backward,
+    check_linear,
+    check_linear_backward,
+)
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """y = x @ w.T + b for x (N, in), w (out, in) as in PyTorch, b (out,)."""
+    check_linear(x, w, b)
+    y = x @ w.T
+    y += b
+    return y
+
+
+def linear_backward(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients ``(dx, dw, db)`` of :func:`linear` given ``dy`` = dLoss/dy (N, out)."""
+    check_linear_backward(dy, x, w)
+    return dy @ w, dy.T @ x, dy.sum(axis=0)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0) elementwise."""
+    check_array("x", x, None, "(any shape)")
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dy where x > 0, else 0 (the subgradient 0 at x == 0, as PyTorch)."""
+    check_elementwise_backward(dy, x)
+    return dy * (x > 0)

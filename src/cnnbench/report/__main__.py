@@ -1,0 +1,3 @@
+from cnnbench.report import main
+
+raise SystemExit(main())

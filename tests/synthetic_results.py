@@ -1,0 +1,331 @@
+"""Small synthetic result tables in the pipeline's formats (docs/CONTRACT.md), for report tests."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from cnnbench.weights import PARAMETER_SHAPES
+
+ALL_BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
+MEDIAN_LATENCY = {
+    "torch": 2.1e-4,
+    "numpy_im2col": 1.4e-3,
+    "numba_loops": 7.5e-4,
+    "numpy_loops": 0.23,
+}
+TEST_IMAGES = 250  # the synthetic "test set"; backends run on the first ``images`` of them
+DISAGREE_INDEX = 7  # numpy_loops flips this near-tie image
+BENCH_START = 1_700_000_000.0
+
+
+# ---------------------------------------------------------------------------- synthetic results
+
+
+def _idx(path: Path, array: np.ndarray) -> None:
+    magic = 2051 if array.ndim == 3 else 2049
+    header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.GzipFile(path, "wb", mtime=0) as stream:
+        stream.write(header + array.astype(np.uint8).tobytes())
+
+
+def _digests(path: Path) -> dict[str, str]:
+    data = path.read_bytes()
+    return {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def write_synthetic_results(
+    root: Path, backends: list[str] = ALL_BACKENDS, images: int = 200, gradcheck_fail: bool = False
+) -> Path:
+    """A plausible results/ folder (docs/CONTRACT.md) plus config.yaml; returns the config path."""
+    rng = np.random.default_rng(0)
+    results = root / "results"
+    for folder in ("data", "model", "training", "inference", "benchmarks"):
+        (results / folder).mkdir(parents=True, exist_ok=True)
+
+    # dataset: blurry blobs as images, checksums recorded in config and manifest
+    yy, xx = np.mgrid[:28, :28]
+    centres = rng.uniform(8, 20, size=(TEST_IMAGES, 2))
+    blobs = 255 * np.exp(
+        -((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 30
+    )
+    test_labels = rng.integers(0, 10, TEST_IMAGES)
+    files = {
+        "train_images": ("train-images-idx3-ubyte.gz", blobs[:40]),
+        "train_labels": ("train-labels-idx1-ubyte.gz", test_labels[:40]),
+        "test_images": ("t10k-images-idx3-ubyte.gz", blobs),
+        "test_labels": ("t10k-labels-idx1-ubyte.gz", test_labels),
+    }
+    dataset_files = {}
+    for role, (name, array) in files.items():
+        _idx(results / "data" / name, array)
+        dataset_files[role] = {"file": name, **_digests(results / "data" / name)}
+
+    config = {
+        "dataset": {
+            "name": "MNIST",
+            "mirrors": ["https://example.invalid/mnist/"],
+            "files": dataset_files,
+        },
+        "train": {
+            "epochs": 3,
+            "batch_size": 128,
+            "lr": 0.001,
+            "seed": 0,
+            "device": "cpu",
+            "limit": None,
+            "threads": 2,
+        },
+        "gradcheck": {"batch_size": 8, "samples": 20, "seed": 0},
+        "inference": {
+            "backends": list(backends),
+            "limit": images,
+            "shards": 2,
+            "threads": 1,
+            "warmup": 10,
+            "throughput_batch_sizes": [1, 32, 1000],
+        },
+    }
+    config_path = root / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    # training
+    metrics = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [0.4123, 0.1021, 0.0712],
+            "test_loss": [0.1502, 0.0811, 0.0654],
+            "test_accuracy": [0.9512, 0.9744, 0.9791],
+            "seconds": [12.5, 11.9, 12.1],
+        }
+    )
+    metrics.to_csv(results / "training" / "metrics.csv", index=False)
+    weights = results / "model" / "weights.npz"
+    weights.write_bytes(b"synthetic weights")
+    manifest = {
+        "parameters": {
+            name: {"shape": list(shape), "dtype": "float32"}
+            for name, shape in PARAMETER_SHAPES.items()
+        },
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "train_config": {
+            k: config["train"][k] for k in ("epochs", "batch_size", "lr", "seed", "device", "limit")
+        },
+        "final_metrics": {"test_accuracy": 0.9791, "test_loss": 0.0654, "train_loss": 0.0712},
+        "versions": {"python": "3.11.9", "torch": "2.13.0", "numpy": "2.4.6"},
+        "dataset": {"name": "MNIST", "files": dataset_files},
+    }
+    (results / "model" / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+    # inference: the same logits everywhere up to float32 noise; one near-tie flips in numpy_loops
+    labels = test_labels[:images]
+    base = rng.normal(0, 2, size=(images, 10))
+    base[np.arange(images), labels] += 6
+    wrong = rng.choice(images, size=max(images // 20, 1), replace=False)
+    base[wrong, (labels[wrong] + 3) % 10] += 9  # confident mistakes
+    if images > DISAGREE_INDEX:
+        base[DISAGREE_INDEX] = np.arange(10) * 0.1
+        base[DISAGREE_INDEX, 4] = base[DISAGREE_INDEX, 9] = 5.0
+        base[DISAGREE_INDEX, 4] += 2e-7  # torch picks 4; numpy_loops below picks 9
+    tables = {}
+    for name in backends:
+        logits = base + rng.normal(0, 3e-7, size=base.shape) * (name != "torch")
+        if images > DISAGREE_INDEX:
+            logits[DISAGREE_INDEX] = base[DISAGREE_INDEX]
+            if name == "numpy_loops":
+                logits[DISAGREE_INDEX, 9] += 4e-7
+        latency = MEDIAN_LATENCY[name] * np.exp(rng.normal(0, 0.25, images))
+        table = pd.DataFrame(
+            {
+                "index": np.arange(images),
+                "label": labels,
+                "pred": logits.argmax(axis=1),
+                "latency_s": latency,
+            }
+        )
+        for k in range(10):
+            table[f"logit_{k}"] = logits[:, k].astype(np.float32)
+        table.to_csv(results / "inference" / f"{name}.csv", index=False)
+        tables[name] = table
+        (results / "inference" / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "backend": name,
+                    "images": images,
+                    "warmup": 10,
+                    "threads": 1,
+                    "load_s": 0.05,
+                    "compile_s": 2.34 if name == "numba_loops" else None,
+                    "shards": 2 if name == "numpy_loops" else 1,
+                }
+            )
+        )
+
+    logit_cols = [f"logit_{k}" for k in range(10)]
+    agreement, disagreements = [], []
+    for a, b in combinations(backends, 2):
+        ta, tb = tables[a], tables[b]
+        same = ta["pred"].to_numpy() == tb["pred"].to_numpy()
+        diff = np.abs(ta[logit_cols].to_numpy(float) - tb[logit_cols].to_numpy(float)).max()
+        agreement.append(
+            {
+                "backend_a": a,
+                "backend_b": b,
+                "images": images,
+                "agree": int(same.sum()),
+                "agree_fraction": same.mean(),
+                "max_abs_logit_diff": diff,
+            }
+        )
+        for i in np.flatnonzero(~same):
+            margins = [np.diff(np.sort(t[logit_cols].to_numpy(float)[i])[-2:])[0] for t in (ta, tb)]
+            disagreements.append(
+                {
+                    "index": i,
+                    "label": labels[i],
+                    "backend_a": a,
+                    "backend_b": b,
+                    "pred_a": ta["pred"][i],
+                    "pred_b": tb["pred"][i],
+                    "margin_a": margins[0],
+                    "margin_b": margins[1],
+                }
+            )
+    pd.DataFrame(
+        agreement,
+        columns=[
+            "backend_a",
+            "backend_b",
+            "images",
+            "agree",
+            "agree_fraction",
+            "max_abs_logit_diff",
+        ],
+    ).to_csv(results / "agreement.csv", index=False)
+    pd.DataFrame(
+        disagreements,
+        columns=[
+            "index",
+            "label",
+            "backend_a",
+            "backend_b",
+            "pred_a",
+            "pred_b",
+            "margin_a",
+            "margin_b",
+        ],
+    ).to_csv(results / "disagreements.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "backend": n,
+                "images": images,
+                "correct": int((t.pred == t.label).sum()),
+                "accuracy": float((t.pred == t.label).mean()),
+            }
+            for n, t in tables.items()
+        ]
+    ).to_csv(results / "accuracy.csv", index=False)
+
+    rows = []
+    for name in backends:
+        for size in (1, 32, 1000):
+            per_image = MEDIAN_LATENCY[name] / (
+                1 + np.log2(size) * (name in ("torch", "numpy_im2col"))
+            )
+            n = 64 if name.endswith("loops") and size == 1000 else size
+            rows.append(
+                {
+                    "backend": name,
+                    "batch_size": size,
+                    "images": n,
+                    "seconds": per_image * n,
+                    "images_per_s": 1 / per_image,
+                    "repeats": 3,
+                }
+            )
+    pd.DataFrame(rows).to_csv(results / "throughput.csv", index=False)
+
+    tensors = ["conv1.weight", "conv1.bias", "fc2.weight"]
+    grad = pd.DataFrame(
+        {
+            "tensor": tensors * 2,
+            "implementation": ["im2col"] * 3 + ["loops"] * 3,
+            "reference": ["torch_float32"] * 3 + ["finite_differences"] * 3,
+            "dtype": ["float32"] * 3 + ["float64"] * 3,
+            "max_abs_err": [2.1e-7, 3.3e-8, 1.2e-6, 4.0e-9, 1.1e-9, 7.7e-10],
+            "max_rel_err": [1.1e-5, 2.0e-6, 3.1e-5, 2.2e-7, 1.0e-7, 5.5e-8],
+            "tolerance": [1e-4, 1e-4, 1e-4, 1e-6, 1e-6, 1e-6],
+            "passed": [True] * 6,
+        }
+    )
+    if gradcheck_fail:
+        grad.loc[4, ["max_rel_err", "passed"]] = [3e-3, False]
+    grad.to_csv(results / "gradcheck.csv", index=False)
+
+    (results / "environment.json").write_text(
+        json.dumps(
+            {
+                "cpu_model": "Synthetic CPU @ 3.00GHz",
+                "logical_cores": 8,
+                "threads": 1,
+                "python": "3.11.9",
+                "packages": {
+                    "numpy": "2.4.6",
+                    "torch": "2.13.0",
+                    "numba": "0.68.1",
+                    "pandas": "3.1.1",
+                },
+                "blas": [
+                    {
+                        "user_api": "blas",
+                        "internal_api": "openblas",
+                        "version": "0.3.30",
+                        "num_threads": 1,
+                        "threading_layer": "pthreads",
+                        "architecture": "Haswell",
+                        "prefix": "libscipy_openblas",
+                    }
+                ],
+                "load_average": [0.52, 0.61, 0.7],
+                "physical_cores": 4,
+                "torch_threads": 1,
+                "numba_threads": 1,
+                "blas_environment": {},
+                "numba_cpu": {
+                    "name": "haswell",
+                    "features": ["avx", "avx2", "bmi", "bmi2", "fma"] * 12,
+                },
+                "platform": "Linux-6.1-x86_64",
+                "timestamp": "2026-01-01T12:00:00",
+            }
+        )
+    )
+
+    # benchmarks: (name, start offset, seconds); two inference jobs overlap (ran in parallel)
+    schedule = [
+        ("download_test_images", 0, 3.2),
+        ("train", 3.5, 36.5),
+        ("export", 40.2, 1.1),
+        ("gradcheck", 41.5, 8.0),
+    ]
+    schedule += [
+        (f"infer_{name}_0", 50.0 + 2 * i, 5.0 + 60 * (name == "numpy_loops"))
+        for i, name in enumerate(backends)
+    ]
+    for name, start, seconds in schedule:
+        path = results / "benchmarks" / f"{name}.tsv"
+        path.write_text(
+            "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+            f"{seconds:.4f}\t0:00:{seconds:05.2f}\t512.3\t900.1\t500.0\t505.5\t1.0\t2.0\t0.97\t{seconds * 0.9:.2f}\n"
+        )
+        os.utime(path, (BENCH_START + start + seconds, BENCH_START + start + seconds))
+    return config_path

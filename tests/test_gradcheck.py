@@ -1,0 +1,101 @@
+"""python -m cnnbench.gradcheck on small random weights and real MNIST test images."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cnnbench import gradcheck
+from cnnbench.model import SimpleCNN
+from cnnbench.ops import VARIANTS, Network, linear_backward
+from cnnbench.weights import PARAMETER_SHAPES, save_weights
+
+BATCH, SAMPLES = 2, 3
+
+
+@pytest.fixture(scope="module")
+def weights_path(tmp_path_factory):
+    torch.manual_seed(0)  # PyTorch's default initialisation: small random weights
+    arrays = {name: t.detach().numpy() for name, t in SimpleCNN().state_dict().items()}
+    path = tmp_path_factory.mktemp("weights") / "weights.npz"
+    save_weights(path, arrays)
+    return path
+
+
+def run(weights_path, mnist_dir, out):
+    gradcheck.main(
+        [
+            "--weights", str(weights_path),
+            "--test-images", str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+            "--test-labels", str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+            "--batch-size", str(BATCH),
+            "--samples", str(SAMPLES),
+            "--seed", "0",
+            "--threads", "1",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+
+
+def test_all_rows_pass(weights_path, mnist_dir, tmp_path, capsys):
+    out = tmp_path / "gradcheck.csv"
+    run(weights_path, mnist_dir, out)
+    with open(out, newline="") as stream:
+        reader = csv.DictReader(stream)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == gradcheck.COLUMNS
+    assert len(rows) == 11 * 2 * 3  # tensors (10 parameters + input) x implementations x refs
+    assert {(r["tensor"], r["implementation"], r["reference"]) for r in rows} == {
+        (t, i, r) for t in gradcheck.TENSORS for i in VARIANTS for r in gradcheck.REFERENCES
+    }
+    assert all(r["passed"] == "True" for r in rows)
+    for row in rows:
+        assert 0 <= float(row["max_rel_err"]) <= float(row["tolerance"])
+        assert row["dtype"] == ("float32" if row["reference"] == "torch_float32" else "float64")
+    # float64 against torch is round-off, far inside its tolerance: the comparison is real
+    assert max(float(r["max_rel_err"]) for r in rows if r["reference"] == "torch_float64") < 1e-12
+    assert "66/66 rows passed" in capsys.readouterr().err
+
+
+def test_broken_gradient_fails_naming_the_row(weights_path, mnist_dir, tmp_path, monkeypatch):
+    def scaled_dw(dy, x, w):
+        dx, dw, db = linear_backward(dy, x, w)
+        return dx, dw * 1.001, db
+
+    broken = dataclasses.replace(VARIANTS["im2col"], linear_backward=scaled_dw)
+    monkeypatch.setitem(VARIANTS, "im2col", broken)
+    with pytest.raises(SystemExit) as failure:
+        run(weights_path, mnist_dir, tmp_path / "gradcheck.csv")
+    message = str(failure.value.code)
+    assert "fc1.weight / im2col / torch_float64" in message
+    assert "fc2.weight / im2col / finite_differences" in message
+    assert "loops" not in message  # the intact implementation still passes
+    with open(tmp_path / "gradcheck.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    failed = {(r["tensor"], r["implementation"]) for r in rows if r["passed"] == "False"}
+    assert failed == {("fc1.weight", "im2col"), ("fc2.weight", "im2col")}
+
+
+def test_finite_differences_refuse_coordinates_that_cross_a_kink():
+    rng = np.random.default_rng(0)
+    arrays = {
+        name: (rng.standard_normal(shape) * 0.05).astype(np.float32)
+        for name, shape in PARAMETER_SHAPES.items()
+    }
+    # a blank image and zero conv1 biases put every conv1 unit exactly on its kink (z = 0):
+    # moving a conv1 weight changes nothing (its inputs are 0), moving a bias flips 196 units
+    arrays["conv1.bias"][:] = 0
+    network = Network(arrays, "im2col", np.float64)
+    with pytest.raises(RuntimeError, match=r"conv1.bias: only 0 of its 32 coordinates keep every"):
+        gradcheck.finite_difference_samples(
+            network,
+            np.zeros((1, 1, 28, 28)),
+            np.array([3]),
+            2,
+            np.random.default_rng(1),
+            lambda: None,
+        )

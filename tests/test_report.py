@@ -1,0 +1,324 @@
+"""The report from small synthetic result tables: content, numbers, robustness. No training, fast."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from synthetic_results import (
+    ALL_BACKENDS,
+    DISAGREE_INDEX,
+    write_synthetic_results,
+)
+
+from cnnbench import worked_example
+from cnnbench.report import build_report, fmt, load_results, render
+from cnnbench.report import worked_example as worked
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _row(page: str, table_id: str, backend: str) -> list[str]:
+    table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', page, re.S).group(0)
+    row = re.search(rf'<tr[^>]*data-backend="{backend}"[^>]*>(.*?)</tr>', table, re.S).group(1)
+    return [
+        re.sub(r"<[^>]+>", "", cell).strip()
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    ]
+
+
+def _section(page: str, section_id: str) -> str:
+    return re.search(rf'<section id="{section_id}">(.*?)</section>', page, re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    config = write_synthetic_results(root)
+    out = build_report(root / "results", config, root / "results" / "report.html")
+    return root, out.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- content
+
+
+def test_every_section_and_toc_entry_present(full_report):
+    _, page = full_report
+    for section_id, title in [
+        ("summary", "1. Summary"),
+        ("training", "2. Training"),
+        ("timing", "3. Timing"),
+        ("agreement", "4. Agreement"),
+        ("gradients", "5. Gradient checks"),
+        ("worked-example", "6. Worked example"),
+        ("provenance", "7. Provenance"),
+    ]:
+        assert f'<section id="{section_id}">' in page
+        assert f'<a href="#{section_id}">' in page
+        assert f"<h2>{title}</h2>" in page
+
+
+def test_summary_numbers_match_the_tables(full_report):
+    root, page = full_report
+    results = root / "results"
+    accuracy = pd.read_csv(results / "accuracy.csv").set_index("backend")
+    torch_median = pd.read_csv(results / "inference" / "torch.csv")["latency_s"].median()
+    for backend in ALL_BACKENDS:
+        latency = pd.read_csv(results / "inference" / f"{backend}.csv")["latency_s"]
+        cells = _row(page, "summary-table", backend)
+        assert cells[0] == backend
+        assert cells[1] == "200"
+        assert cells[2] == fmt.percent(accuracy.loc[backend, "accuracy"])
+        assert cells[5] == fmt.duration(latency.median())
+        assert cells[7] == fmt.duration(latency.sum())
+        if backend != "torch":
+            assert cells[6] == fmt.speedup(torch_median, latency.median())
+        timing = _row(page, "timing-table", backend)
+        assert timing[3] == fmt.duration(np.percentile(latency, 95))
+    assert "slower" in _row(page, "summary-table", "numpy_loops")[6]
+    assert _row(page, "summary-table", "numpy_loops")[3].startswith("199 / 200")
+    # timing table: the p99 and the numba compile time
+    numba = _row(page, "timing-table", "numba_loops")
+    latency = pd.read_csv(results / "inference" / "numba_loops.csv")["latency_s"]
+    assert numba[4] == fmt.duration(np.percentile(latency, 99))
+    assert numba[9] == "2.34 s"
+    assert _row(page, "timing-table", "torch")[9] == "none"
+    assert 'id="fact-accuracy">97.91 %<' in page
+    assert "the first 200 of 250 test images" in page
+
+
+def test_verdicts(full_report):
+    _, page = full_report
+    summary = _section(page, "summary")
+    assert 'class="badge fail">disagree<' in summary  # numpy_loops flips image 7
+    assert "numpy_loops differs on 1 of 200 images" in summary
+    assert 'class="badge pass">all passed<' in summary
+    assert "All 6 gradient checks passed." in summary
+    assert 'class="badge pass">all 4 files verified<' in summary
+    gradients = _section(page, "gradients")
+    assert gradients.count('class="badge pass">pass<') == 6
+    matrix = re.search(r'<table[^>]*id="gradcheck-matrix".*?</table>', gradients, re.S).group(0)
+    assert matrix.count('class="num cell-pass">') == 6
+    assert (
+        '<td class="num cell-pass">5.5e-08</td>' in matrix
+    )  # fc2.weight, loops vs finite_differences
+    assert "finite_differences" in gradients and "Central finite differences" in gradients
+    assert "PyTorch autograd in float32" in gradients
+
+
+def test_agreement_section_shows_the_disagreement_and_mistakes(full_report):
+    root, page = full_report
+    agreement = _section(page, "agreement")
+    assert f"#{DISAGREE_INDEX} · true" in agreement
+    assert agreement.count('alt="test image') >= 2
+    accuracy = pd.read_csv(root / "results" / "accuracy.csv").set_index("backend")
+    wrong = 200 - accuracy.loc["torch", "correct"]
+    assert f"{wrong} wrong out of the first 200 of 250 test images" in agreement
+    assert agreement.count('class="thumb"') == min(wrong, 12)
+    table = pd.read_csv(root / "results" / "agreement.csv")
+    row = table[(table.backend_a == "torch") & (table.backend_b == "numpy_im2col")].iloc[0]
+    assert fmt.scientific(row.max_abs_logit_diff) in agreement
+
+
+def test_worked_example_values(full_report):
+    _, page = full_report
+    section = _section(page, "worked-example")
+    assert 'class="badge pass">all match<' in section
+    for value in ("93", "109", "157", "173", "94", "110", "158", "174"):
+        assert f"<td>{value}</td>" in section
+    assert section.count('class="badge pass">matches<') == 3  # loops, im2col, expected
+    assert "worked_example_torch.json" in section  # says why torch's column is absent
+
+
+def test_provenance(full_report):
+    root, page = full_report
+    section = _section(page, "provenance")
+    manifest = json.loads((root / "results" / "model" / "manifest.json").read_text())
+    assert manifest["sha256"] in section
+    assert 'class="badge pass">matches the file<' in section
+    assert "snakemake --cores 4 --configfile" in section
+    assert "infer_numpy_loops_0" in section and "512 MB" in section
+    assert "openblas 0.3.30 (pthreads threading, 1 threads, Haswell)" in section
+    assert "Synthetic CPU @ 3.00GHz" in section
+    assert "<td>name: haswell; features: avx, avx2, bmi," in section
+    assert "<th>blas environment</th><td>none</td>" in section
+    for file in manifest["dataset"]["files"].values():
+        assert file["sha256"] in section
+    # span: first start 0 s to numpy_loops end (50 + 2*3 + 65 = 121 s), not the 128.8 s sum
+    assert 'id="fact-pipeline">2 min 01 s<' in page
+    assert "add up to 2 min 09 s" in page
+
+
+def test_self_contained_no_external_urls(full_report):
+    _, page = full_report
+    for attribute in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page):
+        assert attribute.startswith(("data:", "#")), attribute
+    assert not re.search(r"url\(|@import|<script|<link", page, re.I)
+    assert "default-src 'none'" in page  # the CSP forbids any request even if something slipped in
+    images = re.findall(r'src="data:image/png;base64,', page)
+    assert len(images) >= 6 + 12  # figures + thumbnails
+
+
+# ---------------------------------------------------------------------------- robustness
+
+
+def test_subset_of_backends_and_fewer_images(tmp_path):
+    config = write_synthetic_results(
+        tmp_path, backends=["torch", "numba_loops"], images=40, gradcheck_fail=True
+    )
+    (tmp_path / "results" / "worked_example_torch.json").write_text(
+        json.dumps(
+            {
+                "function": "torch.nn.functional.conv2d",
+                "torch": "2.13.0",
+                "output": worked.EXPECTED.tolist(),
+            }
+        )
+    )
+    page = render(load_results(tmp_path / "results", config))
+    summary_table = re.search(r'<table[^>]*id="summary-table".*?</table>', page, re.S).group(0)
+    assert re.findall(r'data-backend="([^"]+)"', summary_table) == ["torch", "numba_loops"]
+    assert _row(page, "summary-table", "numba_loops")[1] == "40"
+    assert "the first 40 of 250 test images" in page
+    assert 'class="badge pass">identical predictions<' in page
+    assert (
+        "5 of 6 gradient checks passed; failed: conv1.bias (loops vs finite_differences)." in page
+    )
+    assert 'class="badge fail">1 failed<' in page
+    assert '<td class="num cell-fail">3.0e-03</td>' in page
+    worked_example = _section(page, "worked-example")
+    assert worked_example.count('class="badge pass">matches<') == 4  # loops, im2col, PyTorch, hand
+    assert "torch.nn.functional.conv2d (torch 2.13.0)" in worked_example
+    assert "is not shown" not in worked_example
+    assert "None: every backend predicts the same digit on every image." in page
+
+
+def test_missing_files_are_reported_not_fatal(tmp_path):
+    config = write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
+    results = tmp_path / "results"
+    for name in (
+        "gradcheck.csv",
+        "throughput.csv",
+        "inference/numpy_im2col.csv",
+        "environment.json",
+    ):
+        (results / name).unlink()
+    for path in (results / "benchmarks").iterdir():
+        path.unlink()
+    page = render(load_results(results, config))
+    notes = re.search(r'<div class="notes">(.*?)</div>', page, re.S).group(1)
+    assert "gradcheck.csv not found" in notes
+    assert "inference/numpy_im2col.csv not found" in notes
+    assert "no inference results for numpy_im2col" in notes
+    assert "no results (inference/numpy_im2col.csv missing)" in page
+    assert 'class="badge na">not run<' in page
+    assert "No benchmark files found." in page
+
+
+def test_cli_with_one_backend_and_a_damaged_data_file(tmp_path):
+    """``python -m cnnbench.report`` as the Snakemake rule runs it; torch is never imported."""
+    config = write_synthetic_results(tmp_path, backends=["torch"], images=20)
+    data = tmp_path / "results" / "data" / "train-labels-idx1-ubyte.gz"
+    data.write_bytes(data.read_bytes() + b"x")
+    out = tmp_path / "out" / "report.html"
+    effective = json.dumps(
+        yaml.safe_load(config.read_text()), sort_keys=True
+    )  # as the rule passes it
+    argv = ["--results", str(tmp_path / "results"), "--config-json", effective, "--out", str(out)]
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['cnnbench.report', *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_module('cnnbench.report', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "assert 'torch' not in sys.modules, 'the report imported torch'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout
+    assert not [p for p in out.parent.iterdir() if p.name != "report.html"]  # no temp file left
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert 'class="badge fail">checksum mismatch<' in page
+    assert "sha256 of the file on disk is" in page
+    assert "Only torch ran; there is nothing to compare." in page
+    assert '<div class="notes">' not in page  # one backend: an empty agreement table is expected
+    assert "snakemake --cores 4 --configfile run-config.yaml" in page
+    assert "effective config" in page and "t10k-images-idx3-ubyte.gz" in page
+
+
+# ---------------------------------------------------------------------------- worked example, formatting
+
+
+def test_worked_example_with_torch_result_and_broken_ops(monkeypatch):
+    monkeypatch.setattr(
+        worked.ops, "conv2d_loops", lambda x, w, b, stride, padding: worked.EXPECTED + 1
+    )
+
+    def failing(x, w, b, stride, padding):
+        raise ValueError("broken on purpose")
+
+    monkeypatch.setattr(worked.ops, "conv2d_im2col", failing)
+    data = worked.compute({"output": worked.EXPECTED.tolist(), "torch": "2.13.0"})
+    by_name = {c["name"]: c for c in data["columns"]}
+    assert not by_name["loops"]["matches"]
+    assert by_name["im2col"]["error"] == "ValueError: broken on purpose"
+    assert by_name["PyTorch"]["matches"] and "2.13.0" in by_name["PyTorch"]["call"]
+    assert not data["passed"]
+
+
+def test_worked_example_with_the_real_ops_and_torch():
+    data = worked.compute(worked_example.torch_result())
+    assert data["passed"], [c.get("error") for c in data["columns"]]
+    assert [c["name"] for c in data["columns"]] == [
+        "loops",
+        "im2col",
+        "PyTorch",
+        "expected (by hand)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0 s"),
+        (1.234e-7, "123 ns"),
+        (2.1e-4, "210 µs"),
+        (0.0123, "12.3 ms"),
+        (0.09996, "100 ms"),
+        (2.5, "2.50 s"),
+        (59.4, "59.4 s"),
+        (125, "2 min 05 s"),
+        (3725, "1 h 02 min"),
+        (None, "–"),
+    ],
+)
+def test_duration(seconds, text):
+    assert fmt.duration(seconds) == text
+
+
+def test_percent_never_rounds_to_a_lie():
+    assert fmt.percent(1.0) == "100 %"
+    assert fmt.percent(0.99999) == "> 99.99 %"
+    assert fmt.percent(0.9791) == "97.91 %"
+    assert fmt.percent(0.00001) == "< 0.01 %"
+    assert fmt.percent(0) == "0.00 %"
+
+
+def test_other_formats():
+    assert fmt.integer(10000) == "10,000"
+    assert fmt.speedup(1e-3, 1e-4) == "10.0× faster"
+    assert fmt.speedup(1e-4, 0.23) == "2,300× slower"
+    assert fmt.speedup(1e-3, 1e-3) == "1.00× (same)"
+    assert fmt.rate(12345.6) == "12,346 /s"
+    assert fmt.scientific(2.1e-7) == "2.1e-07"
+    assert fmt.megabytes(512.3) == "512 MB"
