@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import yaml
+
+from cnnbench.model import SimpleCNN
+from cnnbench.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "mnist"
@@ -22,3 +32,57 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_mirror(mnist_dir: Path) -> str:
     return mnist_dir.as_uri() + "/"
+
+
+def _torch_init_arrays() -> dict[str, np.ndarray]:
+    torch.manual_seed(0)
+    return {
+        name: tensor.detach().numpy().copy() for name, tensor in SimpleCNN().state_dict().items()
+    }
+
+
+@pytest.fixture
+def init_arrays() -> dict[str, np.ndarray]:
+    """Untrained weights at a realistic scale (PyTorch's default initialisation, seed 0), a fresh copy."""
+    return _torch_init_arrays()
+
+
+@pytest.fixture(scope="session")
+def weights_path(tmp_path_factory) -> Path:
+    """A weights.npz holding ``init_arrays``'s weights, shared by the whole session (read-only)."""
+    path = tmp_path_factory.mktemp("weights") / "weights.npz"
+    save_weights(path, _torch_init_arrays())
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_snakemake() -> Callable[..., subprocess.CompletedProcess]:
+    """Run the real workflow in ``workdir`` with config.yaml plus ``overlay`` (a dict of overrides).
+
+    The test interpreter's bin folder goes first on PATH: rules call ``python``, as under `make run`.
+    """
+
+    def run(
+        workdir: Path, overlay: dict, *args: str, timeout: int = 900
+    ) -> subprocess.CompletedProcess:
+        workdir.mkdir(parents=True, exist_ok=True)
+        overlay_path = workdir / "overlay.yaml"
+        overlay_path.write_text(yaml.safe_dump(overlay))
+        command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+        command += [
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            str(overlay_path),
+        ]
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        return subprocess.run(
+            [*command, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PATH": path},
+            timeout=timeout,
+        )
+
+    return run

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from cnnbench.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 from cnnbench.weights import PARAMETER_SHAPES
 
 ALL_BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
@@ -201,27 +202,11 @@ def write_synthetic_results(
             )
     pd.DataFrame(
         agreement,
-        columns=[
-            "backend_a",
-            "backend_b",
-            "images",
-            "agree",
-            "agree_fraction",
-            "max_abs_logit_diff",
-        ],
+        columns=AGREEMENT_COLUMNS,
     ).to_csv(results / "agreement.csv", index=False)
     pd.DataFrame(
         disagreements,
-        columns=[
-            "index",
-            "label",
-            "backend_a",
-            "backend_b",
-            "pred_a",
-            "pred_b",
-            "margin_a",
-            "margin_b",
-        ],
+        columns=DISAGREEMENT_COLUMNS,
     ).to_csv(results / "disagreements.csv", index=False)
     pd.DataFrame(
         [

@@ -11,31 +11,12 @@ import torch
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
-from cnnbench.model import SimpleCNN
 from cnnbench.ops.im2col_inference import CONV_CHUNK
-from cnnbench.weights import WeightsError, save_weights
+from cnnbench.weights import WeightsError
 
 TOLERANCE = 1e-4
 IMAGES = 2 * CONV_CHUNK + 4  # ~20, and numpy_im2col's chunks with a remainder
 LOOP_IMAGES = 4  # numpy_loops takes ~0.3 s per image
-
-
-def torch_init_weights(seed: int) -> dict[str, np.ndarray]:
-    """Untrained weights at a realistic scale: PyTorch's default initialisation."""
-    torch.manual_seed(seed)
-    return {name: value.numpy() for name, value in SimpleCNN().state_dict().items()}
-
-
-def saved_weights(directory: Path) -> Path:
-    """``directory``/weights.npz holding :func:`torch_init_weights` (seed 0)."""
-    path = directory / "weights.npz"
-    save_weights(path, torch_init_weights(seed=0))
-    return path
-
-
-@pytest.fixture(scope="session")
-def weights_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return saved_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="session")
@@ -128,8 +109,8 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def test_bad_weights_rejected(tmp_path, weights_path):
-    arrays = torch_init_weights(seed=1)
+def test_bad_weights_rejected(tmp_path, weights_path, init_arrays):
+    arrays = init_arrays
     wrong_shape = {**arrays, "fc1.weight": arrays["fc1.weight"][:, :100]}
     missing = {k: v for k, v in arrays.items() if k != "conv2.bias"}
     pickled = {**arrays, "conv1.bias": np.array([{"not": "numbers"}], dtype=object)}

@@ -1,9 +1,6 @@
 """config.yaml and its schema: the defaults validate, bad values are refused naming the key."""
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -120,30 +117,10 @@ def test_another_idx_dataset_is_config_only(config):
     validate(config, SCHEMA)
 
 
-def test_bad_config_stops_snakemake_before_any_job(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("dataset:\n  mirrors: ['not-a-url']\n")
+def test_bad_config_stops_snakemake_before_any_job(tmp_path, run_snakemake):
     workdir = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--cores",
-            "1",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(REPO / "config.yaml"),
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-        timeout=120,
+    result = run_snakemake(
+        workdir, {"dataset": {"mirrors": ["not-a-url"]}}, "--cores", "1", timeout=120
     )
     assert result.returncode != 0
     assert "Error validating config file" in result.stderr

@@ -7,23 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from cnnbench import gradcheck
-from cnnbench.model import SimpleCNN
 from cnnbench.ops import VARIANTS, Network, linear_backward
-from cnnbench.weights import PARAMETER_SHAPES, save_weights
+from cnnbench.weights import PARAMETER_SHAPES
 
 BATCH, SAMPLES = 2, 3
-
-
-@pytest.fixture(scope="module")
-def weights_path(tmp_path_factory):
-    torch.manual_seed(0)  # PyTorch's default initialisation: small random weights
-    arrays = {name: t.detach().numpy() for name, t in SimpleCNN().state_dict().items()}
-    path = tmp_path_factory.mktemp("weights") / "weights.npz"
-    save_weights(path, arrays)
-    return path
 
 
 def run(weights_path, mnist_dir, out):

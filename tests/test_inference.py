@@ -9,17 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_backends import saved_weights
 
 from cnnbench import backends, bench, inference, throughput
 from cnnbench.data import load_split, to_model_input
 
 IMAGES = 12
-
-
-@pytest.fixture(scope="module")
-def weights_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return saved_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")

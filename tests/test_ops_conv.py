@@ -47,17 +47,10 @@ def conv_problems(draw, max_size: int) -> dict:
         draw(st.integers(1, 5)),
         draw(st.integers(1, 5)),
     )
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    out_h = (height + 2 * padding - kh) // stride + 1
-    out_w = (width + 2 * padding - kw) // stride + 1
-    return {
-        "x": rng.standard_normal((n, channels, height, width)),
-        "w": rng.standard_normal((out_channels, channels, kh, kw)),
-        "b": rng.standard_normal(out_channels),
-        "dy": rng.standard_normal((n, out_channels, out_h, out_w)),
-        "stride": stride,
-        "padding": padding,
-    }
+    seed = draw(st.integers(0, 2**32 - 1))
+    return fixed_problem(
+        n, channels, out_channels, (height, width), (kh, kw), stride, padding, seed
+    )
 
 
 def torch_conv(problem: dict) -> tuple[np.ndarray, ...]:

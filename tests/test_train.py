@@ -111,9 +111,8 @@ def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
     ).read_bytes()
 
 
-def test_export_round_trip_check_catches_a_different_npz(tmp_path, splits):
-    torch.manual_seed(0)
-    trained = {k: v.numpy().copy() for k, v in train.SimpleCNN().state_dict().items()}
+def test_export_round_trip_check_catches_a_different_npz(tmp_path, splits, init_arrays):
+    trained = init_arrays
     save_weights(
         tmp_path / "w.npz", {**trained, "fc2.bias": trained["fc2.bias"] + np.float32(1e-3)}
     )
