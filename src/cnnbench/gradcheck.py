@@ -9,7 +9,11 @@ parameter tensor and of the input is computed by both NumPy implementations (``l
 ``im2col``) and compared with three references:
 
 - ``torch_float64``: torch autograd in float64 (NumPy float64); tolerance 1e-10;
-- ``torch_float32``: torch autograd in float32 (NumPy float32); tolerance 1e-4;
+- ``torch_float32``: torch autograd in float32 (NumPy float32); tolerance 1e-4, or three times
+  torch float32's own error against torch float64 where that is larger: for confidently
+  classified images dLoss/dlogits = softmax - onehot is a near-cancellation (1 - p ~ 1e-6), so
+  any float32 gradient is only good to ~1e-4..1e-3 of the tensor's scale; the row then says the
+  NumPy float32 gradient is as close to torch's as float32 rounding allows;
 - ``finite_differences``: central differences of the float64 loss (im2col network: the loss is
   the same function whichever implementation computes it, and the loop network is too slow for
   two forward passes per coordinate) at ``samples`` seeded random coordinates per tensor,
@@ -53,7 +57,9 @@ COLUMNS = (
     "passed",
 )
 TENSORS = (*PARAMETER_SHAPES, INPUT_GRADIENT)
-# reference -> (dtype of the compared NumPy gradient, tolerance on max_rel_err)
+FLOAT32_ROUNDING_FACTOR = 3
+# reference -> (dtype of the compared NumPy gradient, tolerance on max_rel_err; for float32 the
+# floor of a tolerance that also scales with float32's own rounding error, see the docstring)
 REFERENCES = {
     "torch_float64": (np.float64, 1e-10),
     "torch_float32": (np.float32, 1e-4),
@@ -224,8 +230,15 @@ def check_gradients(
     rows = []
     for name in TENSORS:
         scale = float(np.max(np.abs(torch_grads["torch_float64"][name])))
+        float32_rounding = max_norm_relative_error(
+            torch_grads["torch_float32"][name], torch_grads["torch_float64"][name]
+        )
         for implementation in VARIANTS:
             for reference, (dtype, tolerance) in REFERENCES.items():
+                if reference == "torch_float32":
+                    # two float32 results, each within e of the truth, differ by up to 2e; allow
+                    # NumPy's error to be as large as torch's, plus a margin
+                    tolerance = max(tolerance, FLOAT32_ROUNDING_FACTOR * float32_rounding)
                 actual = numpy_grads[implementation, dtype][name]
                 if reference == "finite_differences":
                     coordinates, expected = estimates[name]
@@ -287,13 +300,14 @@ def main(argv: list[str] | None = None) -> None:
         f"crossed a ReLU kink ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
         file=sys.stderr,
     )
-    for reference, (_, tolerance) in REFERENCES.items():
+    for reference in REFERENCES:
         worst = max(
-            (row for row in rows if row["reference"] == reference), key=lambda r: r["max_rel_err"]
+            (row for row in rows if row["reference"] == reference),
+            key=lambda r: r["max_rel_err"] / r["tolerance"],
         )
         print(
             f"  {reference}: worst max_rel_err {worst['max_rel_err']:.2e} "
-            f"({worst['tensor']}, {worst['implementation']}), tolerance {tolerance:g}",
+            f"({worst['tensor']}, {worst['implementation']}), tolerance {worst['tolerance']:.2g}",
             file=sys.stderr,
         )
     if failed:

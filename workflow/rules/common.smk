@@ -71,6 +71,14 @@ def shards_of(backend):
     return INFERENCE["shards"] if backend in SHARDED_BACKENDS else 1
 
 
+def shard_files(extension):
+    """Input function: every shard's file of one backend."""
+    return lambda wildcards: [
+        f"results/inference/shards/{wildcards.backend}/{shard}.{extension}"
+        for shard in range(shards_of(wildcards.backend))
+    ]
+
+
 def as_json_arg(value):
     """A config subtree as one shell-quoted JSON word."""
     return shlex.quote(json.dumps(value, sort_keys=True))

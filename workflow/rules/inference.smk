@@ -7,8 +7,9 @@ rule infer_shard:
         weights=WEIGHTS,
         **TEST_DATA,
     output:
-        csv="results/inference/shards/{backend}/{shard}.csv",
-        meta="results/inference/shards/{backend}/{shard}.json",
+        # Gathered into results/inference/{backend}.csv, then removed.
+        csv=temp("results/inference/shards/{backend}/{shard}.csv"),
+        meta=temp("results/inference/shards/{backend}/{shard}.json"),
     params:
         shards=lambda wildcards: shards_of(wildcards.backend),
         limit=optional(INFERENCE["limit"]),
@@ -38,11 +39,8 @@ rule infer_shard:
 
 rule gather_inference:
     input:
-        lambda wildcards: expand(
-            "results/inference/shards/{backend}/{shard}.csv",
-            backend=wildcards.backend,
-            shard=range(shards_of(wildcards.backend)),
-        ),
+        csv=shard_files("csv"),
+        meta=shard_files("json"),  # read beside each CSV by the gather step
     output:
         csv=report(
             "results/inference/{backend}.csv",
@@ -62,7 +60,8 @@ rule gather_inference:
     conda:
         ENV
     shell:
-        "python -m cnnbench.inference gather --out {output.csv} --meta {output.meta} {input} > {log} 2>&1"
+        "python -m cnnbench.inference gather --out {output.csv} --meta {output.meta} {input.csv} "
+        "> {log} 2>&1"
 
 
 rule throughput:
