@@ -660,7 +660,7 @@ def measurement_method(results: Results) -> dict[str, Any]:
                     {
                         "name": row["name"],
                         "s": fmt.duration(row.get("s")),
-                        "mean_load": f"{row['mean_load']:.2f}"
+                        "mean_load": f"{row['mean_load']:.0f} % of a core"
                         if _num(row.get("mean_load"))
                         else "–",
                     }
@@ -819,7 +819,9 @@ def provenance_section(results: Results, context: dict[str, Any]) -> dict[str, A
                     "s": fmt.duration(row.get("s")),
                     "max_rss": fmt.megabytes(row.get("max_rss")),
                     "cpu_time": fmt.duration(row.get("cpu_time")),
-                    "mean_load": f"{row['mean_load']:.2f}" if _num(row.get("mean_load")) else "–",
+                    "mean_load": f"{row['mean_load']:.0f} % of a core"
+                    if _num(row.get("mean_load"))
+                    else "–",
                     "repeats": row.get("repeats", 1),
                 }
             )
