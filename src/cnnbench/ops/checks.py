@@ -61,15 +61,21 @@ def _output_size(
     return (height + 2 * padding - kh) // stride + 1, (width + 2 * padding - kw) // stride + 1
 
 
-def _check_conv_weight(x: np.ndarray, w: np.ndarray) -> None:
-    check_array("x", x, 4, "(N, C, H, W)")
-    check_array("w", w, 4, "(O, C, kh, kw)")
+def _check_weight(x: np.ndarray, w: np.ndarray, layouts: tuple[str, str], inputs: str) -> None:
+    """``x`` and ``w`` of the given layouts, one dtype, and ``w.shape[1]`` matching ``x``'s."""
+    x_layout, w_layout = layouts
+    check_array("x", x, x_layout.count(",") + 1, x_layout)
+    check_array("w", w, w_layout.count(",") + 1, w_layout)
     check_same_dtype(x=x, w=w)
     if w.shape[1] != x.shape[1]:
         raise ValueError(
-            f"w expects {w.shape[1]} input channels (shape {w.shape}) but x has {x.shape[1]} "
+            f"w expects {w.shape[1]} input {inputs} (shape {w.shape}) but x has {x.shape[1]} "
             f"(shape {x.shape}): expected w.shape[1] == x.shape[1]"
         )
+
+
+def _check_conv_weight(x: np.ndarray, w: np.ndarray) -> None:
+    _check_weight(x, w, ("(N, C, H, W)", "(O, C, kh, kw)"), "channels")
 
 
 def check_conv2d(
@@ -103,14 +109,7 @@ def check_conv2d_backward(
 
 
 def _check_linear_weight(x: np.ndarray, w: np.ndarray) -> None:
-    check_array("x", x, 2, "(N, in)")
-    check_array("w", w, 2, "(out, in)")
-    check_same_dtype(x=x, w=w)
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"w expects {w.shape[1]} input features (shape {w.shape}) but x has {x.shape[1]} "
-            f"(shape {x.shape}): expected w.shape[1] == x.shape[1]"
-        )
+    _check_weight(x, w, ("(N, in)", "(out, in)"), "features")
 
 
 def check_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
