@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnbench.inference import LOGIT_COLUMNS, read_predictions
+from cnnbench.inference import FLOAT_FORMAT, LOGIT_COLUMNS, read_predictions
 from cnnbench.runtime import atomic_output
 
 AGREEMENT_COLUMNS = [
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     outputs = (args.out_agreement, args.out_accuracy, args.out_disagreements)
     for table, path in zip(compare(tables), outputs, strict=True):
         with atomic_output(path) as temporary:
-            table.to_csv(temporary, index=False, float_format="%.9g")
+            table.to_csv(temporary, index=False, float_format=FLOAT_FORMAT)
 
 
 if __name__ == "__main__":

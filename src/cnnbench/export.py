@@ -21,7 +21,7 @@ import torch
 from cnnbench import __version__
 from cnnbench.data import file_digests, load_split, to_model_input
 from cnnbench.model import model_from_weights
-from cnnbench.runtime import atomic_output
+from cnnbench.runtime import atomic_output, set_threads
 from cnnbench.weights import PARAMETER_SHAPES, load_weights, save_weights
 
 DATA_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--weights", required=True, help="output .npz")
     parser.add_argument("--manifest", required=True, help="output .json")
+    # the rule declares one thread; torch would otherwise take every core for the round trip
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
 
     data_paths = dict(item.split("=", 1) for item in args.data)
     if sorted(data_paths) != sorted(DATA_ROLES):

@@ -86,16 +86,6 @@ def max_norm_relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return difference / scale if scale > 0 else difference
 
 
-def elementwise_relative_error(
-    actual: np.ndarray, expected: np.ndarray, floor: float = 1e-8
-) -> float:
-    """max over elements of |a - b| / max(floor, |a| + |b|); the shapes must be equal."""
-    a, b = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    return float(np.max(np.abs(a - b) / np.maximum(floor, np.abs(a) + np.abs(b))))
-
-
 def perturbed(
     function: Callable[[], Any], array: np.ndarray, index: tuple[int, ...], step: float
 ) -> tuple[Any, Any]:
@@ -112,14 +102,6 @@ def perturbed(
     finally:
         array[index] = original
     return above, below
-
-
-def central_difference(
-    function: Callable[[], float], array: np.ndarray, index: tuple[int, ...], step: float
-) -> float:
-    """(f(array[index] + step) - f(array[index] - step)) / (2 step); see :func:`perturbed`."""
-    above, below = perturbed(function, array, index, step)
-    return (above - below) / (2 * step)
 
 
 # ---------------------------------------------------------------------------- gradients

@@ -18,6 +18,7 @@ import pandas as pd
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
+from cnnbench.inference import FLOAT_FORMAT
 from cnnbench.runtime import atomic_output, set_threads
 
 COLUMNS = ["backend", "batch_size", "images", "seconds", "images_per_s", "repeats"]
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         args.backends, args.weights, x, args.batch_sizes, args.loop_images, args.repeats
     )
     with atomic_output(args.out) as temporary:
-        table.to_csv(temporary, index=False, float_format="%.9g")
+        table.to_csv(temporary, index=False, float_format=FLOAT_FORMAT)
 
 
 if __name__ == "__main__":

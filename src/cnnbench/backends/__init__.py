@@ -16,8 +16,6 @@ import numpy as np
 
 from cnnbench.weights import INPUT_SHAPE, load_weights
 
-NAMES = ("torch", "numpy_im2col", "numpy_loops", "numba_loops")
-
 # backend name -> (module in this package, class); "pytorch" so the module is not named like torch
 _IMPLEMENTATIONS = {
     "torch": ("pytorch", "TorchBackend"),
@@ -25,6 +23,7 @@ _IMPLEMENTATIONS = {
     "numpy_loops": ("numpy_loops", "NumpyLoopsBackend"),
     "numba_loops": ("numba_loops", "NumbaLoopsBackend"),
 }
+NAMES = tuple(_IMPLEMENTATIONS)
 
 
 class Backend(abc.ABC):

@@ -10,9 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnbench.data import file_digests
+from cnnbench.inference import LOGIT_COLUMNS
+from cnnbench.ops import softmax
+from cnnbench.weights import NUM_CLASSES
+
 from . import figures, fmt
 from . import worked_example as worked
-from .inputs import LOGIT_COLUMNS, REFERENCE_BACKEND, Results, _get, sha256_of
+from .inputs import REFERENCE_BACKEND, Results, _get
 
 MAX_GALLERY = 12  # thumbnails per gallery; the rest are counted, never silently dropped
 LOGIT_WARN = 1e-3  # float32 rounding across summation orders stays far below this
@@ -56,9 +61,9 @@ def build_context(results: Results, generated_at: str) -> dict[str, Any]:
     context["timing"] = timing_section(results, stats)
     context["worked"] = worked_section(results)
     context["pipeline"] = pipeline_time(results)
-    context["provenance"] = provenance_section(results, context)
+    context["provenance"] = provenance_section(results)
     context["summary"] = summary_section(results, stats, context)
-    context["notes"] = list(dict.fromkeys(context["notes"] + results.notes))
+    context["notes"] = list(dict.fromkeys(context["notes"]))
     return context
 
 
@@ -104,12 +109,6 @@ def latency_stats(results: Results) -> dict[str, dict[str, float]]:
     return stats
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def _thumbnail(results: Results, index: int) -> str | None:
     images = results.test_images
     if images is None or not 0 <= index < len(images):
@@ -121,8 +120,6 @@ def _thumbnail(results: Results, index: int) -> str | None:
 
 
 def dataset_section(results: Results) -> dict[str, Any]:
-    from cnnbench.data import file_digests
-
     files = []
     configured = _get(results.config, "dataset", "files", default={}) or {}
     recorded = _get(results.manifest, "dataset", "files", default={}) or {}
@@ -179,7 +176,7 @@ def dataset_section(results: Results) -> dict[str, Any]:
 def weights_check(results: Results) -> dict[str, Any]:
     recorded = results.manifest.get("sha256")
     path = results.root / "model" / "weights.npz"
-    actual = sha256_of(path) if path.is_file() else None
+    actual = file_digests(path)["sha256"] if path.is_file() else None
     if recorded and actual:
         badge = (
             _badge(PASS, "matches the file")
@@ -379,9 +376,9 @@ def mistakes_section(results: Results) -> dict[str, Any] | None:
     labels = table["label"].to_numpy(dtype=int)
     preds = table["pred"].to_numpy(dtype=int)
     matrix = pd.crosstab(pd.Series(labels, name="true"), pd.Series(preds, name="predicted"))
-    matrix = matrix.reindex(index=range(10), columns=range(10), fill_value=0)
+    matrix = matrix.reindex(index=range(NUM_CLASSES), columns=range(NUM_CLASSES), fill_value=0)
     wrong = np.flatnonzero(preds != labels)
-    probabilities = _softmax(table[LOGIT_COLUMNS].to_numpy(dtype=float))
+    probabilities = softmax(table[LOGIT_COLUMNS].to_numpy(dtype=float))
     confidence = probabilities.max(axis=1)
     order = wrong[np.argsort(-confidence[wrong], kind="stable")]
     gallery = []
@@ -660,9 +657,7 @@ def measurement_method(results: Results) -> dict[str, Any]:
                     {
                         "name": row["name"],
                         "s": fmt.duration(row.get("s")),
-                        "mean_load": f"{row['mean_load']:.0f} % of a core"
-                        if _num(row.get("mean_load"))
-                        else "–",
+                        "mean_load": _core_share(row.get("mean_load")),
                     }
                 )
     return {
@@ -677,11 +672,12 @@ def measurement_method(results: Results) -> dict[str, Any]:
     }
 
 
-def _num(value) -> bool:
+def _core_share(mean_load) -> str:
+    """A benchmark file's mean_load (percent of one core) as text."""
     try:
-        return math.isfinite(float(value))
+        return f"{float(mean_load):.0f} % of a core" if math.isfinite(float(mean_load)) else "–"
     except (TypeError, ValueError):
-        return False
+        return "–"
 
 
 def plain(value) -> str:
@@ -801,7 +797,7 @@ def pipeline_time(results: Results) -> dict[str, Any]:
     return {"text": text, "short": short, "detail": detail, "span": None, "sum": total}
 
 
-def provenance_section(results: Results, context: dict[str, Any]) -> dict[str, Any]:
+def provenance_section(results: Results) -> dict[str, Any]:
     env = results.environment
     packages: dict[str, str] = {}
     for name, version in (results.manifest.get("versions") or {}).items():
@@ -819,9 +815,7 @@ def provenance_section(results: Results, context: dict[str, Any]) -> dict[str, A
                     "s": fmt.duration(row.get("s")),
                     "max_rss": fmt.megabytes(row.get("max_rss")),
                     "cpu_time": fmt.duration(row.get("cpu_time")),
-                    "mean_load": f"{row['mean_load']:.0f} % of a core"
-                    if _num(row.get("mean_load"))
-                    else "–",
+                    "mean_load": _core_share(row.get("mean_load")),
                     "repeats": row.get("repeats", 1),
                 }
             )

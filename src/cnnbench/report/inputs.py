@@ -7,7 +7,6 @@ still renders and says what it could not find.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-LOGIT_COLUMNS = [f"logit_{k}" for k in range(10)]
-INFERENCE_COLUMNS = ["index", "label", "pred", "latency_s", *LOGIT_COLUMNS]
+from cnnbench.data import read_idx
+from cnnbench.inference import COLUMNS as INFERENCE_COLUMNS
+
 BENCHMARK_COLUMNS = [
     "s",
     "h:m:s",
@@ -131,8 +131,6 @@ def load_results(
         images_path = root / "data" / test_file
         if images_path.is_file():
             try:
-                from cnnbench.data import read_idx
-
                 images = read_idx(images_path)
                 if images.ndim != 3:
                     notes.append(f"{images_path}: not an image file; thumbnails left out")
@@ -264,11 +262,3 @@ def _get(mapping, *keys, default=None):
             return default
         mapping = mapping[key]
     return mapping
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
