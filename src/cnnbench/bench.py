@@ -20,22 +20,13 @@ import numpy as np
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
+from cnnbench.environment import load_average
+from cnnbench.inference import timed_predictions
 from cnnbench.ops import Im2colInference
 from cnnbench.runtime import set_threads
 from cnnbench.weights import NUM_CLASSES
 
 REFERENCE = "torch"
-
-
-def per_image_latencies(backend: backends.Backend, x: np.ndarray) -> list[float]:
-    """Seconds of each single-image predict over ``x``."""
-    latencies = []
-    for i in range(len(x)):
-        image = x[i : i + 1]
-        started = time.perf_counter()
-        backend.predict(image)
-        latencies.append(time.perf_counter() - started)
-    return latencies
 
 
 def batch_seconds_per_image(backend: backends.Backend, x: np.ndarray) -> float:
@@ -129,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     batches = {
         name: args.loop_images if name == "numpy_loops" else args.batch_size for name in loaded
     }
-    print(f"threads {args.threads}; {blas_description()}; load average {os.getloadavg()}")
+    print(f"threads {args.threads}; {blas_description()}; load average {load_average()}")
     for name, backend in loaded.items():
         if backend.compile_s is not None:
             print(f"{name}: compiled in {backend.compile_s:.2f} s (excluded from timings)")
@@ -141,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     throughput = collections.defaultdict(list)
     for _ in range(args.rounds):
         for name, backend in loaded.items():
-            latency[name] += per_image_latencies(backend, x[: sizes[name]])
+            sample = x[: sizes[name]]
+            latency[name] += timed_predictions(backend, range(len(sample)), sample)[1].tolist()
             throughput[name].append(batch_seconds_per_image(backend, x[: batches[name]]))
 
     reference_latency = statistics.median(latency[REFERENCE])
@@ -183,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             for stage, seconds in stages.items():
                 print(f"  {stage:14} {seconds * 1e6:8.1f} us {seconds / total:6.1%}")
-    print(f"\nload average after: {os.getloadavg()}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":

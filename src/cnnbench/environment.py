@@ -41,6 +41,11 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages, where the platform has them."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
 def collect(threads: int) -> dict:
     """The environment record, after applying ``threads`` to BLAS, torch and numba."""
     # before importing torch and numba, as a timed job does: numba reads NUMBA_NUM_THREADS at
@@ -53,7 +58,7 @@ def collect(threads: int) -> dict:
     from threadpoolctl import threadpool_info
 
     host_features = llvmlite.binding.get_host_cpu_features().flatten().split(",")
-    load_average = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load = load_average()
     return {
         "cpu_model": cpu_model(),
         "logical_cores": psutil.cpu_count(logical=True),
@@ -72,7 +77,7 @@ def collect(threads: int) -> dict:
             "features": numba.config.CPU_FEATURES
             or sorted(feature[1:] for feature in host_features if feature.startswith("+")),
         },
-        "load_average": list(load_average) if load_average else None,
+        "load_average": load,
         "platform": platform.platform(),
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -14,6 +14,7 @@ import itertools
 import json
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,25 @@ def shard_ranges(total: int, shards: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
+def timed_predictions(
+    backend: backends.Backend, indices: Iterable[int], images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and seconds of one ``predict`` call per image, the clock around the call only.
+
+    ``indices`` runs over ``range(len(images))`` (wrapped in a progress bar, or not).
+    """
+    logits = np.empty((len(images), NUM_CLASSES), dtype=np.float32)
+    latencies = np.empty(len(images))
+    clock, predict = time.perf_counter, backend.predict  # no lookups inside the timed interval
+    for i in indices:
+        image = images[i : i + 1]
+        before = clock()
+        result = predict(image)
+        latencies[i] = clock() - before
+        logits[i] = result[0]
+    return logits, latencies
+
+
 def run(
     backend_name: str,
     weights: str | Path,
@@ -59,15 +79,9 @@ def run(
     load_s = time.perf_counter() - started
     for i in range(min(warmup, len(images))):
         backend.predict(images[i : i + 1])
-    logits = np.empty((len(images), NUM_CLASSES), dtype=np.float32)
-    latencies = np.empty(len(images))
-    clock, predict = time.perf_counter, backend.predict  # no lookups inside the timed interval
-    for i in progress(range(len(images)), desc=backend_name, unit="image"):
-        image = images[i : i + 1]
-        before = clock()
-        result = predict(image)
-        latencies[i] = clock() - before
-        logits[i] = result[0]
+    logits, latencies = timed_predictions(
+        backend, progress(range(len(images)), desc=backend_name, unit="image"), images
+    )
     table = pd.DataFrame(
         {
             "index": np.arange(start, start + len(images)),
@@ -183,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(
                 f"--limit must be between 1 and the {len(images)} test images, got {total}"
             )
+        if args.shards < 1:
+            parser.error(f"--shards must be >= 1, got {args.shards}")
         if not 0 <= args.shard < args.shards:
             parser.error(f"--shard must be in [0, {args.shards}), got {args.shard}")
         try:
