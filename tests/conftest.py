@@ -17,14 +17,15 @@ from cnnbench.model import SimpleCNN
 from cnnbench.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "mnist"
+MNIST_DIR = Path(os.environ.get("CNNBENCH_MNIST_DIR", REPO.parent / "shared" / "mnist"))
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     if not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
         pytest.fail(
-            f"the MNIST mirror folder {MNIST_DIR} is missing (see README: running the tests)"
+            f"no MNIST files in {MNIST_DIR}: put the four official .gz files there or set "
+            "CNNBENCH_MNIST_DIR (see README, 'Offline, or with a local copy of MNIST')"
         )
     return MNIST_DIR
 
