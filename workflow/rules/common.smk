@@ -58,6 +58,19 @@ def threads_for(actual):
     return declared_threads(actual, CORES, MACHINE_CORES)
 
 
+def whole_machine(actual):
+    """Threads a short timed job declares to run alone: all of --cores (it still uses `actual`).
+    On a cluster each job has its own allocation, so it declares what it uses."""
+    return max(CORES or 0, threads_for(actual))
+
+
+def timed_inference_threads(wildcards):
+    """The loop backend's shards share the machine; every other backend runs alone."""
+    if wildcards.backend in SHARDED_BACKENDS:
+        return threads_for(INFERENCE["threads"])
+    return whole_machine(INFERENCE["threads"])
+
+
 def data_path(role):
     """A dataset file, as an input marked ancient. A file is what its checksums say, and the
     download step verifies them, so re-fetching the same bytes (say, from another mirror) never
