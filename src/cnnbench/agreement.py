@@ -49,13 +49,14 @@ def compare(
     tables: dict[str, pd.DataFrame],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(agreement, accuracy, disagreements) tables for inference tables keyed by backend."""
+    correct = {name: table["pred"] == table["label"] for name, table in tables.items()}
     accuracy = pd.DataFrame(
         [
             {
                 "backend": name,
                 "images": len(table),
-                "correct": int((table["pred"] == table["label"]).sum()),
-                "accuracy": float((table["pred"] == table["label"]).mean()),
+                "correct": int(correct[name].sum()),
+                "accuracy": float(correct[name].mean()),
             }
             for name, table in tables.items()
         ],

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnbench.agreement import margins
 from cnnbench.data import file_digests
 from cnnbench.inference import LOGIT_COLUMNS
 from cnnbench.ops import softmax
@@ -339,12 +340,11 @@ def agreement_section(results: Results) -> dict[str, Any]:
                 if hit.empty:
                     continue
                 logits = hit[LOGIT_COLUMNS].to_numpy(dtype=float)[0]
-                top = np.sort(logits)[::-1]
                 backends.append(
                     {
                         "name": backend.name,
                         "pred": int(hit["pred"].iloc[0]),
-                        "margin": fmt.scientific(top[0] - top[1]),
+                        "margin": fmt.scientific(margins(logits[None, :])[0]),
                         "logits": [
                             {"value": f"{v:.4f}", "top": k == int(np.argmax(logits))}
                             for k, v in enumerate(logits)

@@ -29,17 +29,21 @@ def _figure(width: float, height: float, ncols: int = 1, **kwargs):
     return figure, axes
 
 
+def _png_data_uri(buffer: io.BytesIO) -> str:
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def to_data_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _png_data_uri(buffer)
 
 
 def image_uri(image: np.ndarray) -> str:
     """One uint8 grayscale image as a PNG data URI, ink dark on white like a page (scaled by CSS)."""
     buffer = io.BytesIO()
     matplotlib.image.imsave(buffer, image, cmap="gray_r", vmin=0, vmax=255, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _png_data_uri(buffer)
 
 
 def _themed(function, style: str = "whitegrid"):
