@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from cnnbench.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
-from cnnbench.weights import PARAMETER_SHAPES
+from cnnbench.geometry import PARAMETER_SHAPES
 
 ALL_BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
 MEDIAN_LATENCY = {

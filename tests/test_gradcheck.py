@@ -10,7 +10,7 @@ import pytest
 
 from cnnbench import gradcheck
 from cnnbench.ops import VARIANTS, Network, linear_backward
-from cnnbench.weights import PARAMETER_SHAPES
+from cnnbench.geometry import PARAMETER_SHAPES
 
 BATCH, SAMPLES = 2, 3
 

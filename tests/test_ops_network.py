@@ -14,7 +14,8 @@ from cnnbench.data import load_split, to_model_input
 from cnnbench.gradcheck import max_norm_relative_error, torch_gradients
 from cnnbench.model import model_from_weights
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Im2colInference, Network, cross_entropy
-from cnnbench.weights import PARAMETER_SHAPES, WeightsError, save_weights
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.weights import WeightsError, save_weights
 
 TENSORS = (*PARAMETER_SHAPES, INPUT_GRADIENT)
 # the loop network runs at Python speed (~0.2 s per image forward): it gets fewer images

@@ -9,7 +9,8 @@ import torch
 from cnnbench import export, train
 from cnnbench.data import load_split
 from cnnbench.runtime import set_threads
-from cnnbench.weights import PARAMETER_SHAPES, load_weights, save_weights
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.weights import load_weights, save_weights
 
 SMALL = train.TrainSettings(epochs=1, batch_size=32, lr=0.001, seed=3, device="cpu", limit=1024)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cnnbench.model import SimpleCNN, model_from_weights
-from cnnbench.weights import PARAMETER_SHAPES, WeightsError, load_weights, save_weights
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.weights import WeightsError, load_weights, save_weights
 
 
 def test_state_dict_matches_architecture(init_arrays):

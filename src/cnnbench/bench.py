@@ -24,9 +24,8 @@ from cnnbench.environment import load_average
 from cnnbench.inference import timed_predictions
 from cnnbench.ops import Im2colInference
 from cnnbench.runtime import set_threads
-from cnnbench.weights import NUM_CLASSES
+from cnnbench.geometry import NUM_CLASSES
 
-REFERENCE = "torch"
 
 
 def batch_seconds_per_image(backend: backends.Backend, x: np.ndarray) -> float:
@@ -108,17 +107,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if REFERENCE not in args.backends:
-        parser.error(f"--backends must include {REFERENCE}, the reference for the ratios")
+    if backends.REFERENCE not in args.backends:
+        parser.error(f"--backends must include {backends.REFERENCE}, the reference for the ratios")
 
     set_threads(args.threads)
     images, _ = load_split(args.test_images, args.test_labels)
     x = to_model_input(images[: max(args.images, args.batch_size)])
     loaded = {name: backends.load(name, args.weights) for name in args.backends}
-    # only numpy_loops is slow enough to need a smaller sample (seconds per image)
-    sizes = {name: args.loop_images if name == "numpy_loops" else args.images for name in loaded}
+    # slow backends (seconds per image) get a smaller sample
+    sizes = {name: args.loop_images if name in backends.SLOW else args.images for name in loaded}
     batches = {
-        name: args.loop_images if name == "numpy_loops" else args.batch_size for name in loaded
+        name: args.loop_images if name in backends.SLOW else args.batch_size for name in loaded
     }
     print(f"threads {args.threads}; {blas_description()}; load average {load_average()}")
     for name, backend in loaded.items():
@@ -136,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             latency[name] += timed_predictions(backend, range(len(sample)), sample)[1].tolist()
             throughput[name].append(batch_seconds_per_image(backend, x[: batches[name]]))
 
-    reference_latency = statistics.median(latency[REFERENCE])
-    reference_batch = statistics.median(throughput[REFERENCE])
+    reference_latency = statistics.median(latency[backends.REFERENCE])
+    reference_batch = statistics.median(throughput[backends.REFERENCE])
     print(
         f"\n{'backend':14} {'batch 1 median':>15} {'vs torch':>9}   "
         f"{'batch':>5} {'per image':>11} {'images/s':>10} {'vs torch':>9}"

@@ -22,7 +22,7 @@ import torch
 from cnnbench.gradcheck import max_norm_relative_error
 from cnnbench.ops import conv2d_backward_im2col, conv2d_im2col
 from cnnbench.runtime import set_threads
-from cnnbench.weights import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE, PARAMETER_SHAPES
+from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE, PARAMETER_SHAPES
 
 
 def median_seconds(function: Callable[[], object], repeats: int) -> float:

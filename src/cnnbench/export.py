@@ -22,7 +22,8 @@ from cnnbench import __version__
 from cnnbench.data import file_digests, load_split, to_model_input
 from cnnbench.model import model_from_weights
 from cnnbench.runtime import atomic_output, set_threads
-from cnnbench.weights import PARAMETER_SHAPES, load_weights, save_weights
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.weights import load_weights, save_weights
 
 DATA_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 

@@ -44,7 +44,8 @@ from cnnbench.data import load_split, to_model_input
 from cnnbench.model import model_from_weights
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
 from cnnbench.runtime import atomic_output, progress, set_threads
-from cnnbench.weights import PARAMETER_SHAPES, load_weights
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.weights import load_weights
 
 COLUMNS = (
     "tensor",

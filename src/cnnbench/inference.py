@@ -23,7 +23,7 @@ import pandas as pd
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
 from cnnbench.runtime import atomic_output, optional_int, progress, set_threads
-from cnnbench.weights import NUM_CLASSES
+from cnnbench.geometry import NUM_CLASSES
 
 LOGIT_COLUMNS = [f"logit_{k}" for k in range(NUM_CLASSES)]
 COLUMNS = ["index", "label", "pred", "latency_s", *LOGIT_COLUMNS]

@@ -6,13 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnbench.weights import (
-    CONV_LAYERS,
-    CONV_PADDING,
-    CONV_STRIDE,
-    PARAMETER_SHAPES,
-    check_parameters,
-)
+from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, PARAMETER_SHAPES
+from cnnbench.weights import check_parameters
 
 
 class SimpleCNN(nn.Module):

@@ -22,7 +22,6 @@ from cnnbench.inference import FLOAT_FORMAT
 from cnnbench.runtime import atomic_output, set_threads
 
 COLUMNS = ["backend", "batch_size", "images", "seconds", "images_per_s", "repeats"]
-SAMPLED_BACKENDS = ("numpy_loops", "numba_loops")
 
 
 def time_batches(backend: backends.Backend, x: np.ndarray, batch_size: int, repeats: int) -> float:
@@ -48,7 +47,7 @@ def measure(
     rows = []
     for name in names:
         backend = backends.load(name, weights)
-        sample = x[:loop_images] if name in SAMPLED_BACKENDS else x
+        sample = x[:loop_images] if name in backends.SLOW else x
         # a batch larger than the sample is the whole sample: measure that once
         for batch_size in sorted({min(size, len(sample)) for size in batch_sizes}):
             seconds = time_batches(backend, sample, batch_size, repeats)

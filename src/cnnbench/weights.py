@@ -1,4 +1,4 @@
-"""The network's architecture as data, and the exported ``weights.npz`` format.
+"""The exported ``weights.npz`` format: byte-reproducible writing, validated reading.
 
 NumPy only: the hand-written backends load weights through here without importing torch.
 """
@@ -12,32 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-# The seed notebook's network: three conv layers (kernel 3, stride 2, padding 1) each + ReLU,
-# flatten 128*4*4 = 2048 -> linear 250 + ReLU -> linear 10.  28 -> 14 -> 7 -> 4.
-CONV_LAYERS = ("conv1", "conv2", "conv3")
-CONV_STRIDE = 2
-CONV_PADDING = 1
-INPUT_SHAPE = (1, 28, 28)
-NUM_CLASSES = 10
-
-PARAMETER_SHAPES: dict[str, tuple[int, ...]] = {
-    "conv1.weight": (32, 1, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "conv3.weight": (128, 64, 3, 3),
-    "conv3.bias": (128,),
-    "fc1.weight": (250, 2048),
-    "fc1.bias": (250,),
-    "fc2.weight": (NUM_CLASSES, 250),
-    "fc2.bias": (NUM_CLASSES,),
-}
+from cnnbench.errors import UserError
+from cnnbench.geometry import PARAMETER_SHAPES
 
 # A fixed timestamp makes the zip container byte-identical across runs (np.savez stamps "now").
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file that is missing, damaged, or does not fit the architecture."""
 
 

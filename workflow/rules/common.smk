@@ -16,6 +16,7 @@ shell.prefix(
     "set -euo pipefail; export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
+from cnnbench.backends import SLOW  # noqa: E402
 from cnnbench.runtime import declared_threads  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
@@ -25,8 +26,6 @@ TRAIN = config["train"]
 INFERENCE = config["inference"]
 GRADCHECK = config["gradcheck"]
 BACKENDS = INFERENCE["backends"]
-# Only the interpreted loop backend is slow enough (~0.2 s per image) to be worth splitting.
-SHARDED_BACKENDS = {"numpy_loops"}
 MACHINE_CORES = os.cpu_count() or 1
 
 
@@ -66,7 +65,7 @@ def whole_machine(actual):
 
 def timed_inference_threads(wildcards):
     """The loop backend's shards share the machine; every other backend runs alone."""
-    if wildcards.backend in SHARDED_BACKENDS:
+    if wildcards.backend in SLOW:
         return threads_for(INFERENCE["threads"])
     return whole_machine(INFERENCE["threads"])
 
@@ -84,7 +83,7 @@ WEIGHTS = "results/model/weights.npz"
 
 
 def shards_of(backend):
-    return INFERENCE["shards"] if backend in SHARDED_BACKENDS else 1
+    return INFERENCE["shards"] if backend in SLOW else 1
 
 
 def shard_files(extension):

@@ -28,7 +28,7 @@ rule infer_shard:
     resources:
         mem_mb=2048,
         # The loop backend needs ~0.2-0.4 s per image; everything else takes seconds.
-        runtime=lambda wildcards: 15 + (700 // shards_of(wildcards.backend) if wildcards.backend == "numpy_loops" else 0),
+        runtime=lambda wildcards: 15 + (700 // shards_of(wildcards.backend) if wildcards.backend in SLOW else 0),
     conda:
         ENV
     shell:

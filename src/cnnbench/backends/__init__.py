@@ -10,20 +10,34 @@ from __future__ import annotations
 
 import abc
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnnbench.weights import INPUT_SHAPE, load_weights
+from cnnbench.geometry import INPUT_SHAPE
+from cnnbench.weights import load_weights
 
-# backend name -> (module in this package, class); "pytorch" so the module is not named like torch
+
+@dataclass(frozen=True)
+class Traits:
+    """What the pipeline, bench and throughput need to know of a backend without loading it."""
+
+    module: str  # in this package; "pytorch" so the module is not named like torch
+    cls: str
+    reference: bool = False  # every other backend is compared with this one
+    slow: bool = False  # ~0.1 s or more per image: sharded in the pipeline, sampled when timed
+
+
 _IMPLEMENTATIONS = {
-    "torch": ("pytorch", "TorchBackend"),
-    "numpy_im2col": ("numpy_im2col", "NumpyIm2colBackend"),
-    "numpy_loops": ("numpy_loops", "NumpyLoopsBackend"),
-    "numba_loops": ("numba_loops", "NumbaLoopsBackend"),
+    "torch": Traits("pytorch", "TorchBackend", reference=True),
+    "numpy_im2col": Traits("numpy_im2col", "NumpyIm2colBackend"),
+    "numpy_loops": Traits("numpy_loops", "NumpyLoopsBackend", slow=True),
+    "numba_loops": Traits("numba_loops", "NumbaLoopsBackend"),
 }
 NAMES = tuple(_IMPLEMENTATIONS)
+(REFERENCE,) = (name for name, traits in _IMPLEMENTATIONS.items() if traits.reference)
+SLOW = frozenset(name for name, traits in _IMPLEMENTATIONS.items() if traits.slow)
 
 
 class Backend(abc.ABC):
@@ -64,6 +78,6 @@ def load(name: str, weights_path: str | Path) -> Backend:
     if name not in _IMPLEMENTATIONS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
     arrays = load_weights(weights_path)
-    module_name, class_name = _IMPLEMENTATIONS[name]
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    return getattr(module, class_name)(arrays)
+    traits = _IMPLEMENTATIONS[name]
+    module = importlib.import_module(f"{__name__}.{traits.module}")
+    return getattr(module, traits.cls)(arrays)

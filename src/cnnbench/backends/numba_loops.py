@@ -17,7 +17,14 @@ import numba
 import numpy as np
 
 from cnnbench.backends import Backend
-from cnnbench.weights import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE, NUM_CLASSES
+from cnnbench.geometry import (
+    CONV_PADDING,
+    CONV_STRIDE,
+    INPUT_SHAPE,
+    NUM_CLASSES,
+    conv_shapes,
+    fc1_hwc_columns,
+)
 
 
 @numba.njit
@@ -79,17 +86,13 @@ class NumbaLoopsBackend(Backend):
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         parameters = []  # weights in loop order, then per-image HWC buffers reused across calls
         buffers = []
-        height, width = INPUT_SHAPE[1:]
-        for name in CONV_LAYERS:
-            weight = np.ascontiguousarray(arrays[f"{name}.weight"].transpose(2, 3, 1, 0))
-            kernel_h, kernel_w, _, channels = weight.shape
-            height = (height + 2 * CONV_PADDING - kernel_h) // CONV_STRIDE + 1
-            width = (width + 2 * CONV_PADDING - kernel_w) // CONV_STRIDE + 1
-            parameters += [weight, arrays[f"{name}.bias"]]
+        for layer in conv_shapes():
+            weight = np.ascontiguousarray(arrays[f"{layer.name}.weight"].transpose(2, 3, 1, 0))
+            parameters += [weight, arrays[f"{layer.name}.bias"]]
+            channels, height, width = layer.out_shape
             buffers.append(np.empty((height, width, channels), dtype=np.float32))
-        fc1 = arrays["fc1.weight"]  # columns in PyTorch's (C, H, W) flattening -> HWC rows
-        fc1_hwc = fc1.reshape(len(fc1), channels, height, width).transpose(2, 3, 1, 0)
-        parameters += [np.ascontiguousarray(fc1_hwc.reshape(-1, len(fc1))), arrays["fc1.bias"]]
+        fc1 = arrays["fc1.weight"]
+        parameters += [np.ascontiguousarray(fc1_hwc_columns(fc1).T), arrays["fc1.bias"]]
         parameters += [np.ascontiguousarray(arrays["fc2.weight"].T), arrays["fc2.bias"]]
         buffers.append(np.empty(len(fc1), dtype=np.float32))
         self._arguments = (*parameters, *buffers)

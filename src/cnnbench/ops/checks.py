@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from cnnbench.geometry import conv_output_size
+
 
 def check_array(name: str, array: object, ndim: int | None, layout: str) -> None:
     """``array`` must be a non-empty floating NumPy array with ``ndim`` axes (None: any number).
@@ -58,7 +60,7 @@ def _output_size(
             f"padding {padding} leaves no output for a {height}x{width} input and a {kh}x{kw} "
             f"kernel: expected H + 2*padding >= kh and W + 2*padding >= kw"
         )
-    return (height + 2 * padding - kh) // stride + 1, (width + 2 * padding - kw) // stride + 1
+    return conv_output_size(height, kh, stride, padding), conv_output_size(width, kw, stride, padding)
 
 
 def _check_weight(x: np.ndarray, w: np.ndarray, layouts: tuple[str, str], inputs: str) -> None:

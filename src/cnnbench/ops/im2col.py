@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnbench.geometry import conv_output_size
+
 from cnnbench.ops.checks import check_conv2d, check_conv2d_backward, check_windows
 
 
@@ -55,8 +57,8 @@ def col2im(
     Returns (N, C, H, W), a view of a (C, H + 2p, W + 2p, N) array.
     """
     n_images, channels, height, width = x_shape
-    out_h = (height + 2 * padding - kh) // stride + 1
-    out_w = (width + 2 * padding - kw) // stride + 1
+    out_h = conv_output_size(height, kh, stride, padding)
+    out_w = conv_output_size(width, kw, stride, padding)
     expected = (channels * kh * kw, out_h * out_w * n_images)
     if cols.shape != expected:
         raise ValueError(

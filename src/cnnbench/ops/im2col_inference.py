@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnbench.weights import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE
+from cnnbench.geometry import CONV_PADDING, CONV_STRIDE, conv_shapes, fc1_hwc_columns
 
 # images per conv pass: conv2's column matrix for 8 images (8*49*289*4 B = 453 kB) fits a 512 kB
 # L2 cache; at batch 1000, 8-16 measured alike, 32 ~10% and 64 ~20% slower
@@ -87,29 +87,21 @@ class Im2colInference:
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.layers: list[_ConvLayer] = []
-        height, width, channels = INPUT_SHAPE[1], INPUT_SHAPE[2], INPUT_SHAPE[0]
-        for name in CONV_LAYERS:
-            weight = arrays[f"{name}.weight"]  # (C_out, C_in, KH, KW)
-            out_c, _, kh, kw = weight.shape
-            out_h = (height + 2 * CONV_PADDING - kh) // CONV_STRIDE + 1
-            out_w = (width + 2 * CONV_PADDING - kw) // CONV_STRIDE + 1
-            hwc_weight = weight.transpose(2, 3, 1, 0).reshape(-1, out_c)
+        for layer in conv_shapes():
+            weight = arrays[f"{layer.name}.weight"]  # (C_out, C_in, KH, KW)
+            hwc_weight = weight.transpose(2, 3, 1, 0).reshape(-1, len(weight))
+            (in_c, in_h, in_w), (out_c, out_h, out_w) = layer.in_shape, layer.out_shape
             self.layers.append(
                 _ConvLayer(
-                    stage_names=(f"{name} im2col", f"{name} matmul", f"{name} relu"),
-                    matrix=_with_bias_row(hwc_weight, arrays[f"{name}.bias"]),
-                    kernel=(kh, kw),
-                    in_shape=(height, width, channels),
+                    stage_names=tuple(f"{layer.name} {s}" for s in ("im2col", "matmul", "relu")),
+                    matrix=_with_bias_row(hwc_weight, arrays[f"{layer.name}.bias"]),
+                    kernel=layer.kernel,
+                    in_shape=(in_h, in_w, in_c),
                     out_shape=(out_h, out_w, out_c),
                 )
             )
-            height, width, channels = out_h, out_w, out_c
-        self.features = height * width * channels
-        fc1 = arrays["fc1.weight"]  # columns in PyTorch's (C, H, W) flattening order
-        fc1_hwc = (
-            fc1.reshape(-1, channels, height, width).transpose(0, 2, 3, 1).reshape(len(fc1), -1)
-        )
-        self.fc1 = _with_bias_row(fc1_hwc.T, arrays["fc1.bias"])
+        self.features = out_h * out_w * out_c
+        self.fc1 = _with_bias_row(fc1_hwc_columns(arrays["fc1.weight"]).T, arrays["fc1.bias"])
         self.fc2 = _with_bias_row(arrays["fc2.weight"].T, arrays["fc2.bias"])
         self._hidden_zeros = np.zeros(self.fc1.shape[1], dtype=np.float32)
         self._conv_workspaces: dict[int, _ConvWorkspace] = {}  # by chunk size, at most CONV_CHUNK

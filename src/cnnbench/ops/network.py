@@ -22,21 +22,8 @@ from cnnbench.ops.loops import (
     linear_loops,
 )
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward
-from cnnbench.weights import (
-    CONV_LAYERS,
-    CONV_PADDING,
-    CONV_STRIDE,
-    PARAMETER_SHAPES,
-    check_parameters,
-    load_weights,
-)
-
-# fc1, fc2: every layer with parameters that is not a convolution, in architecture order.
-LINEAR_LAYERS = tuple(
-    dict.fromkeys(
-        name.split(".")[0] for name in PARAMETER_SHAPES if name.split(".")[0] not in CONV_LAYERS
-    )
-)
+from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, LINEAR_LAYERS, PARAMETER_SHAPES
+from cnnbench.weights import check_parameters, load_weights
 INPUT_GRADIENT = "input"  # key of dLoss/dx among the gradients, beside the parameter names
 
 

@@ -14,7 +14,7 @@ from cnnbench.agreement import margins
 from cnnbench.data import file_digests
 from cnnbench.inference import LOGIT_COLUMNS
 from cnnbench.ops import softmax
-from cnnbench.weights import NUM_CLASSES
+from cnnbench.geometry import NUM_CLASSES
 
 from . import figures, fmt
 from . import worked_example as worked
