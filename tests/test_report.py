@@ -10,16 +10,16 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from synthetic_results import (
     ALL_BACKENDS,
     DISAGREE_INDEX,
+    named_inputs,
     write_synthetic_results,
 )
 
 from cnnbench import worked_example
 from cnnbench.report import build_report, fmt, load_results, render
-from cnnbench.report import worked_example as worked
+from cnnbench.report.sections import worked_example as worked
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -40,8 +40,8 @@ def _section(page: str, section_id: str) -> str:
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    config = write_synthetic_results(root)
-    out = build_report(root / "results", config, root / "results" / "report.html")
+    write_synthetic_results(root)
+    out = build_report(*named_inputs(root), root / "results" / "report.html")
     return root, out.read_text(encoding="utf-8")
 
 
@@ -169,7 +169,7 @@ def test_self_contained_no_external_urls(full_report):
 
 
 def test_subset_of_backends_and_fewer_images(tmp_path):
-    config = write_synthetic_results(
+    write_synthetic_results(
         tmp_path, backends=["torch", "numba_loops"], images=40, gradcheck_fail=True
     )
     (tmp_path / "results" / "worked_example_torch.json").write_text(
@@ -181,7 +181,7 @@ def test_subset_of_backends_and_fewer_images(tmp_path):
             }
         )
     )
-    page = render(load_results(tmp_path / "results", config))
+    page = render(load_results(*named_inputs(tmp_path)))
     summary_table = re.search(r'<table[^>]*id="summary-table".*?</table>', page, re.S).group(0)
     assert re.findall(r'data-backend="([^"]+)"', summary_table) == ["torch", "numba_loops"]
     assert _row(page, "summary-table", "numba_loops")[1] == "40"
@@ -200,7 +200,7 @@ def test_subset_of_backends_and_fewer_images(tmp_path):
 
 
 def test_missing_files_are_reported_not_fatal(tmp_path):
-    config = write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
+    write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
     results = tmp_path / "results"
     for name in (
         "gradcheck.csv",
@@ -211,7 +211,7 @@ def test_missing_files_are_reported_not_fatal(tmp_path):
         (results / name).unlink()
     for path in (results / "benchmarks").iterdir():
         path.unlink()
-    page = render(load_results(results, config))
+    page = render(load_results(*named_inputs(tmp_path)))
     notes = re.search(r'<div class="notes">(.*?)</div>', page, re.S).group(1)
     assert "gradcheck.csv not found" in notes
     assert "inference/numpy_im2col.csv not found" in notes
@@ -222,15 +222,14 @@ def test_missing_files_are_reported_not_fatal(tmp_path):
 
 
 def test_cli_with_one_backend_and_a_damaged_data_file(tmp_path):
-    """``python -m cnnbench.report`` as the Snakemake rule runs it; torch is never imported."""
-    config = write_synthetic_results(tmp_path, backends=["torch"], images=20)
+    """``python -m cnnbench.report JOB`` as the Snakemake rule runs it; torch is never imported."""
+    write_synthetic_results(tmp_path, backends=["torch"], images=20)
     data = tmp_path / "results" / "data" / "train-labels-idx1-ubyte.gz"
     data.write_bytes(data.read_bytes() + b"x")
     out = tmp_path / "out" / "report.html"
-    effective = json.dumps(
-        yaml.safe_load(config.read_text()), sort_keys=True
-    )  # as the rule passes it
-    argv = ["--results", str(tmp_path / "results"), "--config-json", effective, "--out", str(out)]
+    inputs, settings = named_inputs(tmp_path)
+    job = json.dumps({"input": inputs, "output": {"html": str(out)}, "settings": settings})
+    argv = [job]  # as the rule passes it
     script = (
         "import runpy, sys\n"
         f"sys.argv = ['cnnbench.report', *{argv!r}]\n"
