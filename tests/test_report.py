@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,6 +220,35 @@ def test_missing_files_are_reported_not_fatal(tmp_path):
     assert "no results (inference/numpy_im2col.csv missing)" in page
     assert 'class="badge na">not run<' in page
     assert "No benchmark files found." in page
+
+
+def test_facts_come_from_the_steps_that_own_them(tmp_path):
+    """Accuracy from accuracy.csv, margins from disagreements.csv, digests from the manifest
+    (re-verified on disk): the report restates them, never recomputes them from predictions."""
+    write_synthetic_results(tmp_path, backends=["torch", "numpy_loops"], images=30)
+    results = tmp_path / "results"
+    accuracy = pd.read_csv(results / "accuracy.csv")
+    accuracy.loc[accuracy.backend == "numpy_loops", "accuracy"] = 0.5  # not what the csv says
+    accuracy.to_csv(results / "accuracy.csv", index=False)
+    disagreements = pd.read_csv(results / "disagreements.csv")
+    disagreements["margin_b"] = 1.5e-3
+    disagreements.to_csv(results / "disagreements.csv", index=False)
+    (results / "model" / "weights.npz").write_bytes(b"other weights")
+    page = render(load_results(*named_inputs(tmp_path)))
+    assert _row(page, "summary-table", "numpy_loops")[2] == "50.00 %"
+    agreement = _section(page, "agreement")
+    assert '<td>numpy_loops</td><td class="num">9</td><td class="num">1.5e-03</td>' in agreement
+    assert 'class="badge fail">differs from the file<' in _section(page, "provenance")
+
+
+def test_named_inputs_are_the_report_rules_inputs(tmp_path):
+    """The tests call the report with the names the rule declares (workflow/rules/report.smk)."""
+    rule = (Path(__file__).parents[1] / "workflow" / "rules" / "report.smk").read_text()
+    block = rule.split("    input:\n", 1)[1].split("    output:\n", 1)[0]
+    declared = set(re.findall(r"^        (\w+)=", block, re.M))
+    write_synthetic_results(tmp_path, backends=["torch"], images=10)
+    (tmp_path / "results" / "worked_example_torch.json").write_text("{}")
+    assert set(named_inputs(tmp_path)[0]) == declared
 
 
 def test_cli_with_one_backend_and_a_damaged_data_file(tmp_path):

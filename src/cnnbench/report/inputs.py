@@ -13,7 +13,6 @@ backend's csv and json), throughput, agreement, accuracy, disagreements, environ
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,9 @@ from cnnbench.backends import REFERENCE
 from cnnbench.data import read_idx
 from cnnbench.tables import PREDICTION_COLUMNS
 
-BENCHMARK_COLUMNS = [
-    "s",
-    "h:m:s",
-    "max_rss",
-    "max_vms",
-    "max_uss",
-    "max_pss",
-    "io_in",
-    "io_out",
-    "mean_load",
-    "cpu_time",
-]
+# the numeric columns of a Snakemake benchmark file (h:m:s repeats s)
+BENCHMARK_COLUMNS = ["s", "max_rss", "max_vms", "max_uss", "max_pss"]
+BENCHMARK_COLUMNS += ["io_in", "io_out", "mean_load", "cpu_time"]
 
 
 @dataclass
@@ -95,9 +85,6 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
         else ""
     )
     reader = _Reader(inputs, notes)
-    gradcheck = reader.csv("gradcheck")
-    if gradcheck is not None and "passed" in gradcheck:
-        gradcheck["passed"] = gradcheck["passed"].map(_truthy)
     backends = _load_backends(reader, nested(config, "inference", "backends", default=[]) or [])
     data_paths = {path.name: path for path in reader.paths("data")}
     weights = reader.paths("weights")
@@ -109,7 +96,7 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
         weights_path=weights[0] if weights else None,
         data_paths=data_paths,
         metrics=reader.csv("metrics"),
-        gradcheck=gradcheck,
+        gradcheck=reader.csv("gradcheck"),
         backends=backends,
         throughput=reader.csv("throughput"),
         agreement=reader.csv("agreement", empty_ok=len(backends) < 2),
@@ -225,7 +212,7 @@ def _benchmarks(paths: list[Path], notes: list[str]) -> pd.DataFrame | None:
         if "rule_name" in table and pd.notna(table["rule_name"].iloc[0]):
             row["rule"] = str(table["rule_name"].iloc[0])
         for column in BENCHMARK_COLUMNS:
-            if column in table and column != "h:m:s":
+            if column in table:
                 row[column] = pd.to_numeric(table[column], errors="coerce").mean()
         rows.append(row)
     if not rows:
@@ -265,14 +252,6 @@ def _json(path: Path, notes: list[str]) -> dict[str, Any]:
 def _short(path: Path) -> str:
     parts = path.parts
     return "/".join(parts[-3:]) if len(parts) >= 3 else str(path)
-
-
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "pass", "passed")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return bool(value)
 
 
 def nested(mapping, *keys, default=None):
