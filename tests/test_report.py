@@ -18,9 +18,9 @@ from synthetic_results import (
     write_synthetic_results,
 )
 
-from cnnbench import worked_example
 from cnnbench.report import build_report, fmt, load_results, render
 from cnnbench.report.sections import worked_example as worked
+from cnnbench.steps import worked_example
 
 # ---------------------------------------------------------------------------- helpers
 

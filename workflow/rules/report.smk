@@ -27,13 +27,8 @@ rule report:
     output:
         html=report("results/report.html", caption="../report/report_html.rst", category="Report"),
     params:
-        # the cnnbench.job convention; settings: the whole effective config (the page shows it)
-        job=lambda wildcards, input, output: shlex.quote(
-            json.dumps(
-                {"input": dict(input.items()), "output": dict(output.items()), "settings": config},
-                sort_keys=True,
-            )
-        ),
+        # settings: the whole effective config (the page shows it)
+        job=job(config),
     log:
         "results/logs/report.log",
     threads: 1

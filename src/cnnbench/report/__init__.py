@@ -16,8 +16,8 @@ from typing import Any
 
 import jinja2
 
+from cnnbench.files import atomic_output
 from cnnbench.job import Job
-from cnnbench.runtime import atomic_output
 
 from .build import build_context
 from .inputs import Results, load_results
