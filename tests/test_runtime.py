@@ -70,7 +70,6 @@ def declared_by_rule(dry_run_output: str) -> dict[str, set[int]]:
     return declared
 
 
-
 MACHINE_CORES = os.cpu_count() or 1
 
 
