@@ -31,19 +31,31 @@ DEFAULT_CONFIG = Path("/etc/slurm/slurm.conf")
 MARKER = "# Written by tests/slurm_cluster.py"
 
 
-def _our_link(path: Path) -> bool:
-    """A link this module made: its target is gone (a killed run) or carries the marker."""
+def _link_owner(path: Path) -> int | None:
+    """For a link this module made: the pid of the process whose cluster it serves, 0 if that
+    process is gone (a killed run: the link may be replaced). None for anything else."""
     if not path.is_symlink():
-        return False
-    target = path.resolve()
-    return not target.exists() or target.read_text().startswith(MARKER)
+        return None
+    target = Path(os.readlink(path))
+    if not target.exists():
+        return 0
+    if not target.read_text().startswith(MARKER):
+        return None
+    try:
+        owner = int((target.parent / "owner.pid").read_text())
+    except (OSError, ValueError):
+        return 0
+    return owner if Path(f"/proc/{owner}").exists() else 0
 
 
 def unavailable_reason() -> str | None:
     """Why a test cluster cannot run here (skip with it), or None; installs Slurm if missing."""
     if os.geteuid() != 0:
         return "a Slurm test cluster needs root (munged runs as user munge, slurmd as root)"
-    if DEFAULT_CONFIG.exists() and not _our_link(DEFAULT_CONFIG):
+    owner = _link_owner(DEFAULT_CONFIG)
+    if owner:
+        return f"another test's Slurm cluster is running (process {owner}, {DEFAULT_CONFIG})"
+    if owner is None and (DEFAULT_CONFIG.exists() or DEFAULT_CONFIG.is_symlink()):
         return f"{DEFAULT_CONFIG} exists: this machine belongs to a real Slurm cluster"
     return ensure_installed()
 
@@ -214,7 +226,8 @@ PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
     )
     cluster = Cluster(directory, munge_directory, config, jobcomp_log)
     try:
-        if _our_link(DEFAULT_CONFIG):
+        (directory / "owner.pid").write_text(str(os.getpid()))
+        if _link_owner(DEFAULT_CONFIG) == 0:
             DEFAULT_CONFIG.unlink()
         DEFAULT_CONFIG.parent.mkdir(parents=True, exist_ok=True)
         DEFAULT_CONFIG.symlink_to(config)
