@@ -3,7 +3,8 @@ import re
 
 import pytest
 
-from cnnbench.runtime import atomic_output, declared_threads, set_threads
+from cnnbench.files import atomic_output
+from cnnbench.runtime import declared_threads, set_threads
 
 
 @pytest.mark.parametrize(
