@@ -16,13 +16,14 @@ Layout, chosen so every inner loop runs over contiguous memory without branches:
 - every weight and buffer is allocated 64-byte aligned (a cache line) at load.
 
 Why the previous version's speed varied between fresh processes (155-267 us per image, same code):
-its inner loop added into the output row in memory (``out[oh, ow, co] += a * w[..., co]``, one
-load and one store per multiply-add vector, since numba cannot prove the arrays do not alias), and
-NumPy places small arrays only 16-byte aligned, at addresses that differ between processes. With
-half the 32-byte AVX2 stores and loads of ``out`` split across cache lines in some processes and
-none in others, and stores to ``out`` 4K-aliasing with loads from the weights at layout-dependent
-points, the same code ran at different speeds. Accumulating in registers removes the store
-traffic from the inner loop, and aligned allocation removes the layout lottery.
+alignment. NumPy places small arrays 16-byte aligned, at addresses that differ between processes;
+that version's inner loop read and wrote the output row in memory for every multiply-add vector
+(``out[oh, ow, co] += a * w[..., co]``), so when its arrays sat at 16 mod 32 bytes half of the
+32-byte AVX2 loads and stores straddled cache lines. Measured in one process with that version's
+kernel and the same weights copied to chosen addresses (6 rounds of 300 images, load ~9 on 2
+cores): every array 64-byte aligned 192 us median per image, every array at 16 mod 32 bytes 293 us
+(1.5x), every array at the same offset in its 4 KiB page (4K aliasing) 197 us, no slower. This
+version allocates every weight and buffer 64-byte aligned and keeps its sums in registers.
 
 Compilation happens once per process, at load, and is reported as ``compile_s``.
 """
