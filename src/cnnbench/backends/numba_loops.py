@@ -5,8 +5,10 @@ position, no matrix library), so comparing with ``numpy_loops`` separates interp
 algorithm. Sums run in float32 (ops' loops use Python's doubles) and, as the issue allows, not in
 the loops' order: each output is a dot product of a weight row with an input window, compiled with
 ``fastmath`` reassociation so LLVM splits the sum over several vector accumulators (AVX2) that stay
-in registers. Four output channels are computed per pass over a window, so every input value loaded
-feeds four multiply-adds.
+in registers. Each pass over the windows computes two output positions times four output channels
+(8 sums), so every weight loaded feeds two multiply-adds and every input value four. conv1's
+windows (3*3*1 = 9 taps) are too short to vectorize along, so its inner loop runs along the output
+channels instead.
 
 Layout, chosen so every inner loop runs over contiguous memory without branches:
 
