@@ -18,7 +18,17 @@ from pathlib import Path
 
 from cnnbench.runtime import atomic_output, set_threads
 
-PACKAGES = ("numpy", "torch", "numba", "llvmlite", "pandas", "threadpoolctl", "snakemake")
+PACKAGES = (
+    "numpy",
+    "torch",
+    "numba",
+    "llvmlite",
+    "onnx",
+    "onnxruntime",
+    "pandas",
+    "threadpoolctl",
+    "snakemake",
+)
 
 
 def cpu_model() -> str:
