@@ -13,7 +13,14 @@ import torch
 from cnnbench import backends
 from cnnbench.backends.onnxruntime_peer import OnnxRuntimeBackend
 from cnnbench.model import model_from_weights
-from cnnbench.onnx_export import IR_VERSION, OPSET, onnx_bytes, onnx_model, save_onnx
+from cnnbench.onnx_export import (
+    IR_VERSION,
+    OPSET,
+    export_onnx,
+    onnx_bytes,
+    onnx_model,
+    save_onnx,
+)
 from cnnbench.weights import WeightsError, load_weights
 
 
@@ -60,3 +67,13 @@ def test_bad_weights_rejected(init_arrays):
 def test_onnxruntime_is_the_only_peer():
     assert {"onnxruntime"} == backends.PEERS
     assert "onnxruntime" in backends.NAMES and backends.REFERENCE != "onnxruntime"
+
+
+def test_manifest_entry(tmp_path, init_arrays):
+    entry = export_onnx(tmp_path / "model.onnx", init_arrays)
+    data = (tmp_path / "model.onnx").read_bytes()
+    assert entry["file"] == "model.onnx"
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert entry["opset"] == 17 and entry["ir_version"] == 8
+    assert entry["input"] == {"name": "images", "shape": ["N", 1, 28, 28], "dtype": "float32"}
+    assert entry["output"] == {"name": "logits", "shape": ["N", 10], "dtype": "float32"}

@@ -118,3 +118,18 @@ def save_onnx(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
     Path(path).write_bytes(data)
     onnx.checker.check_model(str(path), full_check=True)
     return hashlib.sha256(data).hexdigest()
+
+
+def export_onnx(path: str | Path, arrays: dict[str, np.ndarray]) -> dict:
+    """Write ``model.onnx`` for ``arrays``; return its entry for the model manifest (``onnx``)."""
+    import onnx
+
+    return {
+        "file": Path(path).name,
+        "sha256": save_onnx(path, arrays),
+        "opset": OPSET,
+        "ir_version": IR_VERSION,
+        "built_with": f"cnnbench.onnx_export (onnx.helper, onnx {onnx.__version__})",
+        "input": {"name": INPUT_NAME, "shape": [BATCH_DIM, *INPUT_SHAPE], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": [BATCH_DIM, NUM_CLASSES], "dtype": "float32"},
+    }
