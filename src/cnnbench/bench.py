@@ -36,7 +36,12 @@ from cnnbench.inference import timed_predictions
 from cnnbench.ops import Im2colInference
 from cnnbench.runtime import set_threads
 
-PEER = "onnxruntime"  # the ratios' denominator when it is benchmarked
+PEER = "onnxruntime"  # the ratios' denominator when it is benchmarked, else the reference (torch)
+
+
+def ratio_base(names) -> str | None:
+    """The backend every ratio is taken to: the production peer, else the reference, if run."""
+    return next((name for name in (PEER, backends.REFERENCE) if name in names), None)
 
 
 # --clock: wall time (what a user waits), or this thread's CPU time, which leaves out the time the
@@ -165,10 +170,12 @@ def ratio_columns(seconds: float, peer: float | None, floor: float) -> str:
 
 def print_table(result: dict, floor: float) -> None:
     latency, batch = result["latency"], result["batch"]
-    peer_latency, peer_batch = latency.get(PEER), batch.get(PEER)
+    base = ratio_base(latency)
+    peer_latency, peer_batch = latency.get(base), batch.get(base)
+    versus = f"vs {'ort' if base == PEER else base}"
     print(
-        f"\n{'backend':14} {'batch 1 median':>15} {'vs ort':>8} {'vs floor':>8}   "
-        f"{'batch':>5} {'per image':>11} {'images/s':>10} {'vs ort':>8} {'vs floor':>8}"
+        f"\n{'backend':14} {'batch 1 median':>15} {versus:>8} {'vs floor':>8}   "
+        f"{'batch':>5} {'per image':>11} {'images/s':>10} {versus:>8} {'vs floor':>8}"
     )
     for name in latency:
         label = f"{name}{' (peer)' if name in backends.PEERS else ''}"
@@ -178,7 +185,8 @@ def print_table(result: dict, floor: float) -> None:
             f"{ratio_columns(batch[name], peer_batch, floor)}"
         )
     print(
-        f"(ratios: time per image relative to {PEER}, the production peer, and to the FLOP floor; "
+        f"(ratios: time per image relative to {base}"
+        f"{', the production peer,' if base == PEER else ''} and to the FLOP floor; "
         "below 1 is faster)"
     )
     if {"numba_loops", "numpy_im2col"} <= latency.keys():
@@ -235,11 +243,12 @@ def across_processes(args: argparse.Namespace, argv: list[str]) -> None:
         print(f"\n{title:21} {'min':>9} {'median':>9} {'max':>9}    {'-':>6} {'+':>6}")
         for name in names:
             print(f"{name:21} {spread([r[key][name] for r in results])}")
-        if PEER in names:
-            print(f"{'ratio to ' + PEER:21}")
+        base = ratio_base(names)
+        if base:
+            print(f"{'ratio to ' + base:21}")
             for name in names:
-                if name != PEER:
-                    ratios = [r[key][name] / r[key][PEER] for r in results]
+                if name != base:
+                    ratios = [r[key][name] / r[key][base] for r in results]
                     print(
                         f"  {name:19} {min(ratios):8.2f}x {statistics.median(ratios):8.2f}x "
                         f"{max(ratios):8.2f}x"
