@@ -30,11 +30,10 @@ import numpy as np
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
-from cnnbench.environment import load_average
 from cnnbench.geometry import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
-from cnnbench.inference import timed_predictions
 from cnnbench.ops import Im2colInference
-from cnnbench.runtime import set_threads
+from cnnbench.runtime import load_average, set_threads
+from cnnbench.timing import timed_predictions
 
 PEER = "onnxruntime"  # the ratios' denominator when it is benchmarked, else the reference (torch)
 
@@ -62,7 +61,7 @@ def batch_seconds_per_image(
 def latencies(backend: backends.Backend, x: np.ndarray, clock=time.perf_counter) -> list[float]:
     """Seconds of one ``predict`` call per image of ``x``, the clock around the call only."""
     if clock is time.perf_counter:
-        return timed_predictions(backend, range(len(x)), x)[1].tolist()
+        return timed_predictions(backend.predict, range(len(x)), x)[1].tolist()
     seconds = []
     predict = backend.predict
     for i in range(len(x)):
