@@ -30,6 +30,7 @@ import numpy as np
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
+from cnnbench.files import write_json
 from cnnbench.geometry import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
 from cnnbench.ops import Im2colInference
 from cnnbench.runtime import load_average, set_threads
@@ -218,12 +219,12 @@ def across_processes(args: argparse.Namespace, argv: list[str]) -> None:
     """Run this benchmark ``args.processes`` times in fresh processes; summarise the medians."""
     child_argv = []
     skip = False
-    for item in argv:  # the same arguments, less --processes
+    for item in argv:  # the same arguments, less --processes and --json
         if skip:
             skip = False
-        elif item == "--processes":
+        elif item in ("--processes", "--json"):
             skip = True
-        elif not item.startswith("--processes="):
+        elif not item.startswith(("--processes=", "--json=")):
             child_argv.append(item)
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -252,6 +253,15 @@ def across_processes(args: argparse.Namespace, argv: list[str]) -> None:
                         f"  {name:19} {min(ratios):8.2f}x {statistics.median(ratios):8.2f}x "
                         f"{max(ratios):8.2f}x"
                     )
+    if args.json:
+        summary = {
+            "processes": args.processes,
+            "clock": args.clock,
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "per_process": results,
+        }
+        write_json(summary, args.json)
     loads = "; ".join(
         " -> ".join(f"{before[0]:.1f}" for before in r["load_average"]) for r in results
     )
@@ -291,7 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-stages", action="store_true", help="skip numpy_im2col's per-stage times"
     )
-    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a child's medians
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the medians (every process's, with --processes) to this JSON file",
+    )
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
@@ -324,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nload average after: {load_average()}")
     if args.json:
         saved = {key: result[key] for key in ("latency", "batch", "batches", "load_average")}
-        args.json.write_text(json.dumps(saved | {"floor_s": floor}))
+        write_json(saved | {"floor_s": floor, "clock": args.clock}, args.json)
 
 
 if __name__ == "__main__":
