@@ -73,15 +73,17 @@ def latencies(backend: backends.Backend, x: np.ndarray, clock=time.perf_counter)
     return seconds
 
 
-def stage_times(network: Im2colInference, x: np.ndarray, rounds: int) -> dict[str, float]:
+def stage_times(
+    network: Im2colInference, x: np.ndarray, rounds: int, clock=time.perf_counter
+) -> dict[str, float]:
     """Median seconds per image of each stage of numpy_im2col's forward pass on batch ``x``."""
     logits = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
     samples = collections.defaultdict(list)
     for _ in range(rounds):
         totals: dict[str, float] = collections.defaultdict(float)
-        before = time.perf_counter()
+        before = clock()
         for stage in network.stages(x, logits):
-            now = time.perf_counter()
+            now = clock()
             totals[stage] += now - before
             before = now
         for stage, seconds in totals.items():
@@ -197,7 +199,8 @@ def print_table(result: dict, floor: float) -> None:
 def print_stages(im2col: Im2colInference, x: np.ndarray, args, flops: int, peak: float) -> None:
     for batch in (x[:1], x[: args.batch_size]):
         # batch 1 is ~100 us: many more rounds for a stable median
-        stages = stage_times(im2col, batch, args.rounds * (100 if len(batch) == 1 else 1))
+        rounds = args.rounds * (100 if len(batch) == 1 else 1)
+        stages = stage_times(im2col, batch, rounds, CLOCKS[args.clock])
         total = sum(stages.values())
         print(
             f"\nnumpy_im2col stages, batch {len(batch)}: {total * 1e6:.1f} us per image "
