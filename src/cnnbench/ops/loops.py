@@ -127,7 +127,13 @@ def conv2d_backward_loops(
 def linear_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y[n, o] = b[o] + sum over i of x[n, i] * w[o, i], by scalar loops; ``w`` is (out, in)."""
     check_linear(x, w, b)
-    weight_rows = w.tolist()
+    if len(x) == 1:
+        # one image reads each weight once: fc1's 512 K weights are read row by row through
+        # memoryviews (a Python float made per weight as it is used, the same value tolist gives)
+        # instead of first being copied into a list of lists, which took as long as the sums
+        weight_rows = [memoryview(row) for row in np.ascontiguousarray(w)]
+    else:
+        weight_rows = w.tolist()
     biases = b.tolist()
     y = []
     for features in x.tolist():
