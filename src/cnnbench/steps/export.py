@@ -9,7 +9,6 @@ round trip).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import importlib.metadata
 import platform
@@ -78,7 +77,7 @@ def check_onnx(trained: dict[str, np.ndarray], onnx_path: Path, images: np.ndarr
 
 def build_manifest(
     weights_sha256: str,
-    onnx_entry: dict | None,
+    onnx_entry: dict,
     train_config: dict,
     final_metrics: dict,
     dataset_name: str,
@@ -129,19 +128,12 @@ def run(job: Job) -> None:
     data_paths = {role: str(job.path("input", role)) for role in DATA_ROLES}
     trained = state_dict_arrays(job.path("input", "checkpoint"))
     test_images, _ = load_split(data_paths["test_images"], data_paths["test_labels"])
-    weights = job.path("output", "weights")
-    # TODO(lead, issue 12): the export rule gains `onnx="results/model/model.onnx"` after
-    # Restructure 3/3; then make this output required like the others
-    onnx_path = job.path("output", "onnx") if "onnx" in job.output else None
-    with contextlib.ExitStack() as stack:
-        weights_tmp = stack.enter_context(atomic_output(weights))
+    weights, onnx_path = job.path("output", "weights"), job.path("output", "onnx")
+    with atomic_output(weights) as weights_tmp, atomic_output(onnx_path) as onnx_tmp:
         sha256 = save_weights(weights_tmp, trained)
         check_round_trip(trained, weights_tmp, test_images)
-        onnx_entry = None
-        if onnx_path:
-            onnx_tmp = stack.enter_context(atomic_output(onnx_path))
-            onnx_entry = {**export_onnx(onnx_tmp, trained), "file": onnx_path.name}
-            onnx_difference = check_onnx(trained, onnx_tmp, test_images[:1000])
+        onnx_entry = {**export_onnx(onnx_tmp, trained), "file": onnx_path.name}
+        onnx_difference = check_onnx(trained, onnx_tmp, test_images[:1000])
         manifest = build_manifest(
             sha256,
             onnx_entry,
@@ -152,12 +144,11 @@ def run(job: Job) -> None:
         )
         write_json(manifest, job.path("output", "manifest"), sort_keys=True)
     print(f"wrote {weights} (sha256 {sha256}); logits round-trip exactly", file=sys.stderr)
-    if onnx_entry:
-        print(
-            f"wrote {onnx_path} (sha256 {onnx_entry['sha256']}, opset {onnx_entry['opset']}); "
-            f"ONNX Runtime's logits within {onnx_difference:.2g} of torch's on 1000 test images",
-            file=sys.stderr,
-        )
+    print(
+        f"wrote {onnx_path} (sha256 {onnx_entry['sha256']}, opset {onnx_entry['opset']}); "
+        f"ONNX Runtime's logits within {onnx_difference:.2g} of torch's on 1000 test images",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
