@@ -127,3 +127,10 @@ def test_bad_weights_rejected(tmp_path, weights_path, init_arrays):
         with pytest.raises(WeightsError, match=message):
             backends.load("numpy_im2col", path)
     assert zipfile.is_zipfile(weights_path) and not zipfile.is_zipfile(truncated)
+
+
+def test_numba_arrays_cache_line_aligned(loaded):
+    """Its speed once depended on where NumPy happened to place its arrays (see the module)."""
+    arrays = loaded["numba_loops"]._arguments
+    assert len(arrays) == 16
+    assert [a.ctypes.data % 64 for a in arrays] == [0] * len(arrays)

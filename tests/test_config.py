@@ -8,6 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from cnnbench import backends
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -29,12 +31,15 @@ def test_default_config_is_valid_and_complete(config):
         "threads": 2,
     }
     assert config["inference"]["limit"] is None and config["inference"]["threads"] == 1
-    assert set(config["inference"]["backends"]) == {
-        "torch",
-        "numpy_im2col",
-        "numpy_loops",
-        "numba_loops",
-    }
+    # every backend, the production peer included, runs by default
+    assert set(config["inference"]["backends"]) == set(backends.NAMES)
+    assert "onnxruntime" in config["inference"]["backends"]
+
+
+def test_schema_knows_every_backend():
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    backend_items = schema["properties"]["inference"]["properties"]["backends"]["items"]
+    assert set(backend_items["enum"]) == set(backends.NAMES)
 
 
 DELETE = object()

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cnnbench.backends import SLOW
+
 REPO = Path(__file__).resolve().parents[1]
-BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
+BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
 SMALL = {
     "train": {"epochs": 1, "limit": 3000, "threads": 1},
     "gradcheck": {"batch_size": 2, "samples": 5},
@@ -61,7 +63,7 @@ def test_pipeline_produces_every_result(pipeline):
     assert json.loads((results / "inference/numpy_loops.json").read_text())["shards"] == 2
     agreement = read_csv(results / "agreement.csv")
     with_torch = [row for row in agreement if "torch" in (row["backend_a"], row["backend_b"])]
-    assert len(with_torch) == 3
+    assert len(with_torch) == len(BACKENDS) - 1
     assert all(
         int(row["agree"]) == 24 and float(row["max_abs_logit_diff"]) <= 1e-3 for row in with_torch
     )
@@ -70,12 +72,12 @@ def test_pipeline_produces_every_result(pipeline):
     assert {(row["backend"], row["batch_size"]) for row in throughput} == {
         (backend, size)
         for backend in BACKENDS
-        for size in (("1", "8") if backend in ("torch", "numpy_im2col") else ("1", "4"))
+        for size in (("1", "4") if backend in SLOW else ("1", "8"))
     }
     environment = json.loads((results / "environment.json").read_text())
     assert environment["threads"] == 1
     report = (results / "report.html").read_text()
-    assert "numpy_loops" in report and manifest["sha256"] in report
+    assert "numpy_loops" in report and "onnxruntime" in report and manifest["sha256"] in report
     for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1"):
         assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
         assert (results / f"logs/{rule}.log").is_file(), rule

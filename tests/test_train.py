@@ -7,9 +7,11 @@ import pytest
 import torch
 from conftest import run_step
 
+from cnnbench import backends
 from cnnbench.data import load_split
 from cnnbench.errors import UserError
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.onnx_export import export_onnx
 from cnnbench.runtime import set_threads
 from cnnbench.steps import export, train
 from cnnbench.weights import load_weights, save_weights
@@ -71,7 +73,11 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
         run_step(
             export,
             input={**data, **model_files},
-            output={"weights": out / "weights.npz", "manifest": out / "manifest.json"},
+            output={
+                "weights": out / "weights.npz",
+                "onnx": out / "model.onnx",
+                "manifest": out / "manifest.json",
+            },
             settings={"train": train_config, "dataset_name": "MNIST"},
         )
         digests.append(hashlib.sha256((out / "weights.npz").read_bytes()).hexdigest())
@@ -85,6 +91,12 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
             manifest["dataset"]["files"]["test_labels"]["md5"] == "ec29112dd5afa0611ce80d1b7f02629c"
         )
         assert manifest["versions"]["torch"].startswith("2.13.0")
+        onnx_bytes = (out / "model.onnx").read_bytes()
+        assert manifest["onnx"]["file"] == "model.onnx"
+        assert manifest["onnx"]["sha256"] == hashlib.sha256(onnx_bytes).hexdigest()
+        assert manifest["onnx"]["opset"] == 17
+        # the file is the one the onnxruntime backend builds from the npz
+        assert backends.load("onnxruntime", out / "weights.npz").model_bytes == onnx_bytes
         with open(out / "metrics.csv") as stream:
             (row,) = list(csv.DictReader(stream))
         assert manifest["final_metrics"]["test_accuracy"] == float(row["test_accuracy"])
@@ -93,6 +105,9 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
         for name, array in load_weights(out / "weights.npz").items():
             np.testing.assert_array_equal(array, state[name].numpy())
     assert digests[0] == digests[1]
+    assert (tmp_path / "a" / "model.onnx").read_bytes() == (
+        tmp_path / "b" / "model.onnx"
+    ).read_bytes()
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (
         tmp_path / "b" / "manifest.json"
     ).read_bytes()
@@ -107,3 +122,12 @@ def test_export_round_trip_check_catches_a_different_npz(tmp_path, splits, init_
         export.check_round_trip(trained, tmp_path / "w.npz", splits[1][0][:10])
     save_weights(tmp_path / "same.npz", trained)
     export.check_round_trip(trained, tmp_path / "same.npz", splits[1][0][:10])
+
+
+def test_export_onnx_check_catches_a_different_model(tmp_path, splits, init_arrays):
+    changed = {**init_arrays, "fc2.bias": init_arrays["fc2.bias"] + np.float32(1e-3)}
+    export_onnx(tmp_path / "changed.onnx", changed)
+    with pytest.raises(RuntimeError, match="ONNX Runtime's logits differ from torch's by"):
+        export.check_onnx(init_arrays, tmp_path / "changed.onnx", splits[1][0][:10])
+    export_onnx(tmp_path / "same.onnx", init_arrays)
+    assert export.check_onnx(init_arrays, tmp_path / "same.onnx", splits[1][0][:10]) < 1e-5

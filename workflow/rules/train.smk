@@ -35,6 +35,7 @@ rule export_weights:
         **TEST_DATA,
     output:
         weights=WEIGHTS,
+        onnx="results/model/model.onnx",  # the onnxruntime backend builds the same bytes in memory
         manifest="results/model/manifest.json",
     params:
         job=job({"train": TRAIN, "dataset_name": DATASET["name"]}),

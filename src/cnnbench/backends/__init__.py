@@ -27,6 +27,7 @@ class Traits:
     cls: str
     reference: bool = False  # every other backend is compared with this one
     slow: bool = False  # ~0.1 s or more per image: sharded in the pipeline, sampled when timed
+    peer: bool = False  # a production engine the hand-written backends are measured against
 
 
 _IMPLEMENTATIONS = {
@@ -34,10 +35,13 @@ _IMPLEMENTATIONS = {
     "numpy_im2col": Traits("numpy_im2col", "NumpyIm2colBackend"),
     "numpy_loops": Traits("numpy_loops", "NumpyLoopsBackend", slow=True),
     "numba_loops": Traits("numba_loops", "NumbaLoopsBackend"),
+    # the module is not named onnxruntime so it does not shadow the library it imports
+    "onnxruntime": Traits("onnxruntime_peer", "OnnxRuntimeBackend", peer=True),
 }
 NAMES = tuple(_IMPLEMENTATIONS)
 (REFERENCE,) = (name for name, traits in _IMPLEMENTATIONS.items() if traits.reference)
 SLOW = frozenset(name for name, traits in _IMPLEMENTATIONS.items() if traits.slow)
+PEERS = frozenset(name for name, traits in _IMPLEMENTATIONS.items() if traits.peer)
 
 
 class Backend(abc.ABC):

@@ -3,16 +3,26 @@
 ``python -m cnnbench.bench --weights results/model/weights.npz`` loads all backends in one process
 with an explicit thread count (default 1), then measures in interleaved rounds (each round times
 every backend once, one after another, never two at once), so a change in machine load hits all
-backends alike. Prints medians, ratios to ``torch``, the BLAS kernel in use, the load average
-before and after, and numpy_im2col's time per stage. A benchmark to read, not a test.
+backends alike. Prints medians, their ratios to ONNX Runtime (the production peer) and to the FLOP
+floor (the network's multiply-adds at this BLAS's large-matmul rate), the BLAS kernel in use, the
+load average before and after, and numpy_im2col's time per stage.
+
+``--processes N`` repeats the whole measurement in N fresh processes, one after another, and prints
+the min / median / max over processes of each backend's median: what moves between processes
+(memory layout, code placement, frequency) shows there and not within one process.
+A benchmark to read, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,27 +30,60 @@ import numpy as np
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
-from cnnbench.geometry import NUM_CLASSES
+from cnnbench.files import write_json
+from cnnbench.geometry import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
 from cnnbench.ops import Im2colInference
 from cnnbench.runtime import load_average, set_threads
 from cnnbench.timing import timed_predictions
 
+PEER = "onnxruntime"  # the ratios' denominator when it is benchmarked, else the reference (torch)
 
-def batch_seconds_per_image(backend: backends.Backend, x: np.ndarray) -> float:
-    started = time.perf_counter()
+
+def ratio_base(names) -> str | None:
+    """The backend every ratio is taken to: the production peer, else the reference, if run."""
+    return next((name for name in (PEER, backends.REFERENCE) if name in names), None)
+
+
+# --clock: wall time (what a user waits), or this thread's CPU time, which leaves out the time the
+# process spends descheduled: on a machine shared by more runnable processes than cores, a call that
+# outlasts a scheduler slice (a batch of 1000) is charged for other processes' work, a 100 us call
+# mostly is not, so wall-clock medians favour short calls there
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def batch_seconds_per_image(
+    backend: backends.Backend, x: np.ndarray, clock=time.perf_counter
+) -> float:
+    started = clock()
     backend.predict(x)
-    return (time.perf_counter() - started) / len(x)
+    return (clock() - started) / len(x)
 
 
-def stage_times(network: Im2colInference, x: np.ndarray, rounds: int) -> dict[str, float]:
+def latencies(backend: backends.Backend, x: np.ndarray, clock=time.perf_counter) -> list[float]:
+    """Seconds of one ``predict`` call per image of ``x``, the clock around the call only."""
+    if clock is time.perf_counter:
+        return timed_predictions(backend.predict, range(len(x)), x)[1].tolist()
+    seconds = []
+    predict = backend.predict
+    for i in range(len(x)):
+        image = x[i : i + 1]
+        before = clock()
+        predict(image)
+        seconds.append(clock() - before)
+    return seconds
+
+
+def stage_times(
+    network: Im2colInference, x: np.ndarray, rounds: int, clock=time.perf_counter
+) -> dict[str, float]:
     """Median seconds per image of each stage of numpy_im2col's forward pass on batch ``x``."""
     logits = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
     samples = collections.defaultdict(list)
     for _ in range(rounds):
         totals: dict[str, float] = collections.defaultdict(float)
-        before = time.perf_counter()
+        before = clock()
         for stage in network.stages(x, logits):
-            now = time.perf_counter()
+            now = clock()
             totals[stage] += now - before
             before = now
         for stage, seconds in totals.items():
@@ -48,29 +91,32 @@ def stage_times(network: Im2colInference, x: np.ndarray, rounds: int) -> dict[st
     return {stage: statistics.median(values) for stage, values in samples.items()}
 
 
-def flops_per_image(network: Im2colInference) -> int:
-    """2 x multiply-adds of every layer (each matrix's last row is the bias)."""
+def flops_per_image() -> int:
+    """2 x the network's multiply-adds per image (biases and ReLU not counted)."""
     conv = sum(
         2
-        * layer.out_shape[0]
         * layer.out_shape[1]
-        * (layer.matrix.shape[0] - 1)
-        * layer.matrix.shape[1]
-        for layer in network.layers
+        * layer.out_shape[2]
+        * int(np.prod(PARAMETER_SHAPES[f"{layer.name}.weight"]))
+        for layer in conv_shapes()
     )
-    return conv + sum(2 * (m.shape[0] - 1) * m.shape[1] for m in (network.fc1, network.fc2))
+    return conv + sum(
+        2 * int(np.prod(shape))
+        for name, shape in PARAMETER_SHAPES.items()
+        if name.endswith(".weight") and len(shape) == 2
+    )
 
 
-def matmul_gflops(size: int = 1024, rounds: int = 5) -> float:
+def matmul_gflops(size: int = 1024, rounds: int = 5, clock=time.perf_counter) -> float:
     """Best single-call float32 matrix-multiply rate (GFLOP/s) on ``size``-cubed operands."""
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
     out = np.empty_like(a)
     np.matmul(a, a, out=out)
     best = float("inf")
     for _ in range(rounds):
-        started = time.perf_counter()
+        started = clock()
         np.matmul(a, a, out=out)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, clock() - started)
     return 2 * size**3 / best / 1e9
 
 
@@ -87,7 +133,146 @@ def blas_description() -> str:
     return f"{'; '.join(blas)}; environment {tuning or 'has no OPENBLAS_CORETYPE/L2_SIZE'}"
 
 
+def measure(args: argparse.Namespace, x: np.ndarray) -> dict:
+    """Medians of every backend in this process: {"latency": {name: s}, "batch": {name: s per
+    image}, "batches": {name: size}, "compile_s": {name: s}}, plus the load average around it."""
+    load_before = load_average()
+    clock = CLOCKS[args.clock]
+    loaded = {name: backends.load(name, args.weights) for name in args.backends}
+    # slow backends (seconds per image) get a smaller sample
+    sizes = {name: args.loop_images if name in backends.SLOW else args.images for name in loaded}
+    batches = {
+        name: args.loop_images if name in backends.SLOW else args.batch_size for name in loaded
+    }
+    for backend in loaded.values():  # warm-up: buffers, caches, lazy initialisation
+        backend.predict(x[:1])
+    for name, backend in loaded.items():
+        backend.predict(x[: batches[name]])
+    latency = collections.defaultdict(list)
+    throughput = collections.defaultdict(list)
+    for _ in range(args.rounds):
+        for name, backend in loaded.items():
+            sample = x[: sizes[name]]
+            latency[name] += latencies(backend, sample, clock)
+            throughput[name].append(batch_seconds_per_image(backend, x[: batches[name]], clock))
+    return {
+        "latency": {name: statistics.median(latency[name]) for name in loaded},
+        "batch": {name: statistics.median(throughput[name]) for name in loaded},
+        "batches": batches,
+        "compile_s": {name: b.compile_s for name, b in loaded.items() if b.compile_s is not None},
+        "load_average": [load_before, load_average()],
+        "loaded": loaded,
+    }
+
+
+def ratio_columns(seconds: float, peer: float | None, floor: float) -> str:
+    versus_peer = f"{seconds / peer:7.2f}x" if peer else f"{'-':>8}"
+    return f"{versus_peer} {seconds / floor:7.1f}x"
+
+
+def print_table(result: dict, floor: float) -> None:
+    latency, batch = result["latency"], result["batch"]
+    base = ratio_base(latency)
+    peer_latency, peer_batch = latency.get(base), batch.get(base)
+    versus = f"vs {'ort' if base == PEER else base}"
+    print(
+        f"\n{'backend':14} {'batch 1 median':>15} {versus:>8} {'vs floor':>8}   "
+        f"{'batch':>5} {'per image':>11} {'images/s':>10} {versus:>8} {'vs floor':>8}"
+    )
+    for name in latency:
+        label = f"{name}{' (peer)' if name in backends.PEERS else ''}"
+        print(
+            f"{label:21} {latency[name] * 1e6:8.1f} us {ratio_columns(latency[name], peer_latency, floor)}   "
+            f"{result['batches'][name]:5d} {batch[name] * 1e6:8.1f} us {1 / batch[name]:10.0f} "
+            f"{ratio_columns(batch[name], peer_batch, floor)}"
+        )
+    print(
+        f"(ratios: time per image relative to {base}"
+        f"{', the production peer,' if base == PEER else ''} and to the FLOP floor; "
+        "below 1 is faster)"
+    )
+    if {"numba_loops", "numpy_im2col"} <= latency.keys():
+        ratio = latency["numba_loops"] / latency["numpy_im2col"]
+        print(f"numba_loops / numpy_im2col at batch 1: {ratio:.2f}x")
+
+
+def print_stages(im2col: Im2colInference, x: np.ndarray, args, flops: int, peak: float) -> None:
+    for batch in (x[:1], x[: args.batch_size]):
+        # batch 1 is ~100 us: many more rounds for a stable median
+        rounds = args.rounds * (100 if len(batch) == 1 else 1)
+        stages = stage_times(im2col, batch, rounds, CLOCKS[args.clock])
+        total = sum(stages.values())
+        print(
+            f"\nnumpy_im2col stages, batch {len(batch)}: {total * 1e6:.1f} us per image "
+            f"({flops / total / 1e9:.1f} GFLOP/s, {flops / total / 1e9 / peak:.0%} of the matmul rate)"
+        )
+        for stage, seconds in stages.items():
+            print(f"  {stage:14} {seconds * 1e6:8.1f} us {seconds / total:6.1%}")
+
+
+def spread(values: list[float]) -> str:
+    low, middle, high = min(values), statistics.median(values), max(values)
+    return (
+        f"{low * 1e6:9.1f} {middle * 1e6:9.1f} {high * 1e6:9.1f} us "
+        f"{(low / middle - 1):+6.0%} {(high / middle - 1):+6.0%}"
+    )
+
+
+def across_processes(args: argparse.Namespace, argv: list[str]) -> None:
+    """Run this benchmark ``args.processes`` times in fresh processes; summarise the medians."""
+    child_argv = []
+    skip = False
+    for item in argv:  # the same arguments, less --processes and --json
+        if skip:
+            skip = False
+        elif item in ("--processes", "--json"):
+            skip = True
+        elif not item.startswith(("--processes=", "--json=")):
+            child_argv.append(item)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for k in range(args.processes):
+            path = Path(folder) / f"{k}.json"
+            print(f"\n=== process {k + 1} of {args.processes} ===", flush=True)
+            command = [sys.executable, "-m", "cnnbench.bench", *child_argv, "--no-stages"]
+            subprocess.run([*command, "--json", str(path)], check=True)
+            results.append(json.loads(path.read_text()))
+    names = list(results[0]["latency"])
+    print(
+        f"\nacross {args.processes} fresh processes: min / median / max of each backend's median, "
+        "and min and max relative to the median"
+    )
+    for key, title in (("latency", "batch 1"), ("batch", f"batch {args.batch_size}")):
+        print(f"\n{title:21} {'min':>9} {'median':>9} {'max':>9}    {'-':>6} {'+':>6}")
+        for name in names:
+            print(f"{name:21} {spread([r[key][name] for r in results])}")
+        base = ratio_base(names)
+        if base:
+            print(f"{'ratio to ' + base:21}")
+            for name in names:
+                if name != base:
+                    ratios = [r[key][name] / r[key][base] for r in results]
+                    print(
+                        f"  {name:19} {min(ratios):8.2f}x {statistics.median(ratios):8.2f}x "
+                        f"{max(ratios):8.2f}x"
+                    )
+    if args.json:
+        summary = {
+            "processes": args.processes,
+            "clock": args.clock,
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "per_process": results,
+        }
+        write_json(summary, args.json)
+    loads = "; ".join(
+        " -> ".join(f"{before[0]:.1f}" for before in r["load_average"]) for r in results
+    )
+    print(f"\n1-minute load average (before -> after) per process: {loads}")
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m cnnbench.bench", description=__doc__)
     parser.add_argument("--weights", required=True, type=Path)
     parser.add_argument(
@@ -104,77 +289,59 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-images", type=int, default=2, help="images for numpy_loops")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="repeat the measurement in this many fresh processes and summarise their medians",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this thread's CPU time (for a machine busy with other work)",
+    )
+    parser.add_argument(
+        "--no-stages", action="store_true", help="skip numpy_im2col's per-stage times"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the medians (every process's, with --processes) to this JSON file",
+    )
     args = parser.parse_args(argv)
-    if backends.REFERENCE not in args.backends:
-        parser.error(f"--backends must include {backends.REFERENCE}, the reference for the ratios")
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu counts the calling thread only: use it with --threads 1")
+    if args.processes > 1:
+        across_processes(args, argv)
+        return
 
     set_threads(args.threads)
     images, _ = load_split(args.test_images, args.test_labels)
     x = to_model_input(images[: max(args.images, args.batch_size)])
-    loaded = {name: backends.load(name, args.weights) for name in args.backends}
-    # slow backends (seconds per image) get a smaller sample
-    sizes = {name: args.loop_images if name in backends.SLOW else args.images for name in loaded}
-    batches = {
-        name: args.loop_images if name in backends.SLOW else args.batch_size for name in loaded
-    }
-    print(f"threads {args.threads}; {blas_description()}; load average {load_average()}")
-    for name, backend in loaded.items():
-        if backend.compile_s is not None:
-            print(f"{name}: compiled in {backend.compile_s:.2f} s (excluded from timings)")
-
-    for name, backend in loaded.items():  # warm-up: buffers, caches, lazy initialisation
-        backend.predict(x[:1])
-        backend.predict(x[: batches[name]])
-    latency = collections.defaultdict(list)
-    throughput = collections.defaultdict(list)
-    for _ in range(args.rounds):
-        for name, backend in loaded.items():
-            sample = x[: sizes[name]]
-            latency[name] += timed_predictions(backend.predict, range(len(sample)), sample)[
-                1
-            ].tolist()
-            throughput[name].append(batch_seconds_per_image(backend, x[: batches[name]]))
-
-    reference_latency = statistics.median(latency[backends.REFERENCE])
-    reference_batch = statistics.median(throughput[backends.REFERENCE])
     print(
-        f"\n{'backend':14} {'batch 1 median':>15} {'vs torch':>9}   "
-        f"{'batch':>5} {'per image':>11} {'images/s':>10} {'vs torch':>9}"
+        f"threads {args.threads}; clock {args.clock}; {blas_description()}; "
+        f"load average {load_average()}"
     )
-    for name in loaded:
-        median_latency = statistics.median(latency[name])
-        per_image = statistics.median(throughput[name])
-        print(
-            f"{name:14} {median_latency * 1e6:12.1f} us {median_latency / reference_latency:8.2f}x   "
-            f"{batches[name]:5d} {per_image * 1e6:8.1f} us {1 / per_image:10.0f} "
-            f"{per_image / reference_batch:8.2f}x"
-        )
-    print("(ratios: time per image relative to torch; below 1 is faster)")
-    if {"numba_loops", "numpy_im2col"} <= loaded.keys():
-        ratio = statistics.median(latency["numba_loops"]) / statistics.median(
-            latency["numpy_im2col"]
-        )
-        print(f"numba_loops / numpy_im2col at batch 1: {ratio:.2f}x")
-
-    if "numpy_im2col" in loaded:
-        im2col = loaded["numpy_im2col"].network
-        flops = flops_per_image(im2col)
-        peak = matmul_gflops()
-        print(
-            f"\nfloor: {flops / 1e6:.2f} MFLOP per image at this BLAS's large-matmul rate "
-            f"({peak:.0f} GFLOP/s) is {flops / peak / 1e3:.1f} us"
-        )
-        for batch in (x[:1], x[: args.batch_size]):
-            # batch 1 is ~100 us: many more rounds for a stable median
-            stages = stage_times(im2col, batch, args.rounds * (100 if len(batch) == 1 else 1))
-            total = sum(stages.values())
-            print(
-                f"\nnumpy_im2col stages, batch {len(batch)}: {total * 1e6:.1f} us per image "
-                f"({flops / total / 1e9:.1f} GFLOP/s, {flops / total / 1e9 / peak:.0%} of the matmul rate)"
-            )
-            for stage, seconds in stages.items():
-                print(f"  {stage:14} {seconds * 1e6:8.1f} us {seconds / total:6.1%}")
+    flops = flops_per_image()
+    peak = matmul_gflops(clock=CLOCKS[args.clock])
+    floor = flops / peak / 1e9
+    result = measure(args, x)
+    for name, seconds in result["compile_s"].items():
+        print(f"{name}: compiled in {seconds:.2f} s (excluded from timings)")
+    print(
+        f"floor: {flops / 1e6:.2f} MFLOP per image at this BLAS's large-matmul rate "
+        f"({peak:.0f} GFLOP/s) is {floor * 1e6:.1f} us"
+    )
+    print_table(result, floor)
+    if "numpy_im2col" in result["loaded"] and not args.no_stages:
+        print_stages(result["loaded"]["numpy_im2col"].network, x, args, flops, peak)
     print(f"\nload average after: {load_average()}")
+    if args.json:
+        saved = {key: result[key] for key in ("latency", "batch", "batches", "load_average")}
+        write_json(saved | {"floor_s": floor, "clock": args.clock}, args.json)
 
 
 if __name__ == "__main__":

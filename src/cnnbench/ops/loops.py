@@ -9,9 +9,19 @@ cast back to the input's dtype.
 For a convolution, the sum over (c, ki, kj) of one output pixel runs as one flat loop over the
 pixel's window, gathered once and shared by all O output channels: the same terms added in the
 same order as three nested loops, at a fraction of the loop overhead.
+
+The forward passes' innermost loop, ``total = bias; for v, w in zip(window, kernel): total += v * w``,
+is written ``sum(map(mul, window, kernel), bias)``: still one Python float multiplication per
+term (``operator.mul`` on two Python floats) and the terms added one at a time in the same order
+from ``bias``, but the loop itself runs in the interpreter's C iteration of ``map`` and ``sum``
+instead of bytecode, about 1.5-2x faster. (From Python 3.12 ``sum`` adds floats with compensated
+summation, which can change the last bit; the project pins Python 3.11.) The backward passes keep
+plain loops: each term there updates a different accumulator.
 """
 
 from __future__ import annotations
+
+from operator import mul
 
 import numpy as np
 
@@ -58,10 +68,8 @@ def conv2d_loops(
                 left = j * stride
                 window = [row[left + kj] for row in rows for kj in kernel_cols]
                 for y_plane, kernel, bias in zip(y_image, kernels, biases, strict=True):
-                    total = bias
-                    for value, weight in zip(window, kernel, strict=True):
-                        total += value * weight
-                    y_plane[i][j] = total
+                    # bias + window[0] * kernel[0] + window[1] * kernel[1] + ..., in that order
+                    y_plane[i][j] = sum(map(mul, window, kernel), bias)
         y.append(y_image)
     return np.array(y, dtype=x.dtype)
 
@@ -119,16 +127,20 @@ def conv2d_backward_loops(
 def linear_loops(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y[n, o] = b[o] + sum over i of x[n, i] * w[o, i], by scalar loops; ``w`` is (out, in)."""
     check_linear(x, w, b)
-    weight_rows = w.tolist()
+    if len(x) == 1:
+        # one image reads each weight once: fc1's 512 K weights are read row by row through
+        # memoryviews (a Python float made per weight as it is used, the same value tolist gives)
+        # instead of first being copied into a list of lists, which took as long as the sums
+        weight_rows = [memoryview(row) for row in np.ascontiguousarray(w)]
+    else:
+        weight_rows = w.tolist()
     biases = b.tolist()
     y = []
     for features in x.tolist():
         y_row = []
         for weights, bias in zip(weight_rows, biases, strict=True):
-            total = bias
-            for value, weight in zip(features, weights, strict=True):
-                total += value * weight
-            y_row.append(total)
+            # bias + features[0] * weights[0] + ..., in that order (lengths checked above)
+            y_row.append(sum(map(mul, features, weights), bias))
         y.append(y_row)
     return np.array(y, dtype=x.dtype)
 

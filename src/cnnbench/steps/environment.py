@@ -18,7 +18,17 @@ from cnnbench.files import write_json
 from cnnbench.job import Job, run_job
 from cnnbench.runtime import load_average, set_threads
 
-PACKAGES = ("numpy", "torch", "numba", "llvmlite", "pandas", "threadpoolctl", "snakemake")
+PACKAGES = (
+    "numpy",
+    "torch",
+    "numba",
+    "llvmlite",
+    "onnx",
+    "onnxruntime",
+    "pandas",
+    "threadpoolctl",
+    "snakemake",
+)
 
 
 def cpu_model() -> str:
