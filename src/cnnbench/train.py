@@ -2,7 +2,8 @@
 
     python -m cnnbench.train --train-images P --train-labels P --test-images P --test-labels P \
         --epochs 5 --batch-size 128 --lr 0.001 --seed 0 --device auto --limit none --threads 2 \
-        --checkpoint results/model/checkpoint.pt --metrics results/training/metrics.csv
+        --checkpoint results/model/checkpoint.pt --metrics results/training/metrics.csv \
+        --init results/model/init.npz
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import csv
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +22,7 @@ from torch import nn
 from cnnbench.data import load_split, to_model_input
 from cnnbench.model import SimpleCNN, pick_device
 from cnnbench.runtime import atomic_output, optional_int, progress, set_threads
+from cnnbench.weights import save_weights
 
 METRIC_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds")
 EVAL_BATCH = 1000
@@ -35,11 +38,44 @@ class TrainSettings:
     limit: int | None = None
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch (initialisation) and return the generator that orders batches."""
+def seeded_model(seed: int) -> SimpleCNN:
+    """The network with its seeded initial weights: the start of every training run (both
+    trainers: the NumPy one starts from these weights, saved by ``--init``)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-    return torch.Generator().manual_seed(seed)
+    return SimpleCNN()
+
+
+def initial_weights(seed: int) -> dict[str, np.ndarray]:
+    """:func:`seeded_model`'s parameters as float32 arrays by name (the npz format's dict)."""
+    return {
+        name: tensor.detach().numpy().copy()
+        for name, tensor in seeded_model(seed).state_dict().items()
+    }
+
+
+def epoch_orders(n_images: int, epochs: int, seed: int) -> Iterator[np.ndarray]:
+    """The order the training images are visited in, one seeded permutation per epoch.
+
+    Both trainers (PyTorch's and NumPy's) take their mini-batches from these: consecutive
+    ``batch_size`` slices of each epoch's order. A generator of its own, so drawing the orders
+    consumes nothing of torch's global random state (the initialisation's).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        yield torch.randperm(n_images, generator=generator).numpy()
+
+
+def training_subset(
+    settings: TrainSettings, train_split: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training images and labels a run uses: the first ``settings.limit`` (None: all)."""
+    images, labels = train_split
+    if settings.limit is None:
+        return images, labels
+    if settings.limit > len(images):
+        raise ValueError(f"train.limit {settings.limit} exceeds the {len(images)} training images")
+    return images[: settings.limit], labels[: settings.limit]
 
 
 @torch.inference_mode()
@@ -61,28 +97,22 @@ def train(
     test_split: tuple[np.ndarray, np.ndarray],
 ) -> tuple[SimpleCNN, list[dict]]:
     """Train the reference model; return it (on CPU) and one metrics row per epoch."""
-    generator = seed_everything(settings.seed)
     device = pick_device(settings.device)
-    train_images, train_labels = train_split
-    if settings.limit is not None:
-        if settings.limit > len(train_images):
-            raise ValueError(
-                f"train.limit {settings.limit} exceeds the {len(train_images)} training images"
-            )
-        train_images, train_labels = train_images[: settings.limit], train_labels[: settings.limit]
+    train_images, train_labels = training_subset(settings, train_split)
     x_train = torch.from_numpy(to_model_input(train_images)).to(device)
     y_train = torch.from_numpy(train_labels.astype(np.int64)).to(device)
     x_test = torch.from_numpy(to_model_input(test_split[0])).to(device)
     y_test = torch.from_numpy(test_split[1].astype(np.int64)).to(device)
 
-    model = SimpleCNN().to(device)
+    model = seeded_model(settings.seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     criterion = nn.CrossEntropyLoss()
     history = []
-    for epoch in range(1, settings.epochs + 1):
+    orders = epoch_orders(len(x_train), settings.epochs, settings.seed)
+    for epoch, epoch_order in enumerate(orders, start=1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
+        order = torch.from_numpy(epoch_order).to(device)
         batches = range(0, len(order), settings.batch_size)
         loss_sum = 0.0
         bar = progress(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch")
@@ -137,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--checkpoint", required=True, help="output: torch state_dict")
     parser.add_argument("--metrics", required=True, help="output: per-epoch metrics CSV")
+    parser.add_argument(
+        "--init", required=True, help="output: the seeded initial weights (weights.npz format)"
+    )
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
@@ -151,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_output(args.checkpoint) as temporary:
         torch.save(model.state_dict(), temporary)
     write_metrics(args.metrics, history)
+    with atomic_output(args.init) as temporary:
+        save_weights(temporary, initial_weights(args.seed))
 
 
 if __name__ == "__main__":

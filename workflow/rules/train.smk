@@ -5,6 +5,7 @@ rule train:
         **TEST_DATA,
     output:
         checkpoint="results/model/checkpoint.pt",
+        init="results/model/init.npz",
         metrics=report(
             "results/training/metrics.csv",
             caption="../report/training_metrics.rst",
@@ -34,7 +35,8 @@ rule train:
         "--test-labels {input.test_labels} --epochs {params.epochs} "
         "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
         "--device {params.device} --limit {params.limit} --threads {params.threads} "
-        "--checkpoint {output.checkpoint} --metrics {output.metrics} > {log} 2>&1"
+        "--checkpoint {output.checkpoint} --metrics {output.metrics} --init {output.init} "
+        "> {log} 2>&1"
 
 
 rule export_weights:
