@@ -59,6 +59,10 @@ class Adam:
         self.steps = 0
         self.exp_avg = {name: np.zeros_like(value) for name, value in parameters.items()}
         self.exp_avg_sq = {name: np.zeros_like(value) for name, value in parameters.items()}
+        # Scratch space, so that a step allocates nothing.
+        self._buffers = {
+            name: (np.empty_like(value), np.empty_like(value)) for name, value in parameters.items()
+        }
 
     def step(self, gradients: dict[str, np.ndarray]) -> None:
         """One Adam update of every parameter, in place, from ``gradients`` (by name)."""
@@ -81,11 +85,21 @@ class Adam:
         for name, parameter in self.parameters.items():
             grad = gradients[name]
             exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
-            # lerp with weight < 0.5: self + weight * (end - self)
-            exp_avg += (1 - self.beta1) * (grad - exp_avg)
+            buffer, update = self._buffers[name]
+            # exp_avg.lerp_(grad, 1 - beta1); weight < 0.5: self + weight * (end - self)
+            np.subtract(grad, exp_avg, out=buffer)
+            buffer *= 1 - self.beta1
+            exp_avg += buffer
+            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             exp_avg_sq *= self.beta2
-            exp_avg_sq += ((1 - self.beta2) * grad) * grad
-            denom = np.sqrt(exp_avg_sq)
-            denom /= bias_correction2_sqrt
-            denom += self.eps
-            parameter += (-step_size * exp_avg) / denom
+            np.multiply(grad, 1 - self.beta2, out=buffer)
+            buffer *= grad
+            exp_avg_sq += buffer
+            # denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            np.sqrt(exp_avg_sq, out=buffer)
+            buffer /= bias_correction2_sqrt
+            buffer += self.eps
+            # param.addcdiv_(exp_avg, denom, value=-step_size): param + (-step_size * m) / denom
+            np.multiply(exp_avg, -step_size, out=update)
+            update /= buffer
+            parameter += update
