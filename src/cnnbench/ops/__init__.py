@@ -56,9 +56,9 @@ from cnnbench.ops.network import INPUT_GRADIENT, VARIANTS, ForwardCache, Network
 from cnnbench.ops.optim import Adam
 
 __all__ = [
-    "Adam",
     "INPUT_GRADIENT",
     "VARIANTS",
+    "Adam",
     "ForwardCache",
     "Im2colInference",
     "Network",
