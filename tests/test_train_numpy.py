@@ -72,9 +72,8 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
     set_threads(1)
     settings = train.TrainSettings(2, 32, 0.001, 0, "cpu", 512)
     initial = train.initial_weights(0)
-    weights, history, rows = train_numpy.train_numpy(
-        settings, splits[0], splits[1], initial, np.float32
-    )
+    run = train_numpy.train_numpy(settings, splits[0], splits[1], initial, np.float32)
+    weights, history, rows = run.weights, run.history, run.steps
     assert list(weights) == list(PARAMETER_SHAPES)
     assert all(value.dtype == np.float32 for value in weights.values())
     assert [tuple(row) for row in history] == [train.METRIC_COLUMNS] * 2
@@ -88,7 +87,9 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
     # measured about 1.5e-4 after step 1 and below 5e-4 after 32 steps.
     assert all(0 < row["max_relative_parameter_difference"] < 3e-3 for row in rows)
     assert all(row["loss_relative_difference"] < 1e-5 for row in rows)
-    _, torch_history = train.train(settings, splits[0], splits[1])
+    torch_model, torch_history = train.train(settings, splits[0], splits[1])
+    for name, tensor in torch_model.state_dict().items():
+        np.testing.assert_array_equal(run.torch_weights[name], tensor.numpy(), err_msg=name)
     # The torch side is the torch trainer's own run (same start, same batches): same losses.
     for epoch, torch_row in enumerate(torch_history):
         loss_sum = 0.0

@@ -179,6 +179,18 @@ def step_row(dtype, step, epoch, loss_torch, loss_numpy, numpy_trainer, torch_tr
     }
 
 
+@dataclass
+class NumpyRun:
+    """A whole NumPy training run: its final weights (float32, the npz format's dict), one
+    metrics row per epoch (``train.METRIC_COLUMNS``), and, when PyTorch trained beside it, one
+    row per step (``STEP_COLUMNS``) and the PyTorch side's final weights (float32)."""
+
+    weights: dict[str, np.ndarray]
+    history: list[dict]
+    steps: list[dict]
+    torch_weights: dict[str, np.ndarray] | None
+
+
 def train_numpy(
     settings: TrainSettings,
     train_split: tuple[np.ndarray, np.ndarray],
@@ -186,12 +198,13 @@ def train_numpy(
     initial: dict[str, np.ndarray],
     dtype,
     alongside_torch: bool = True,
-) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
-    """The whole configured training in NumPy; returns (weights, metrics rows, step rows).
+) -> NumpyRun:
+    """The whole configured training in NumPy (``dtype``), from ``initial``.
 
-    Metrics rows have ``train.METRIC_COLUMNS`` (``seconds``: the NumPy epoch's own time, its
-    steps and its evaluation). With ``alongside_torch``, PyTorch trains beside it in the same
-    dtype on the same batches (untimed), and every step gets a row of ``STEP_COLUMNS``.
+    Metrics' ``seconds``: the NumPy epoch's own time (its steps and its evaluation). With
+    ``alongside_torch``, PyTorch trains beside it in the same dtype on the same batches
+    (untimed): in float32 and at the torch trainer's thread count, that is the torch trainer's
+    own run, bit for bit.
     """
     images, labels = training_subset(settings, train_split)
     data = prepare(images, labels, dtype)
@@ -232,5 +245,13 @@ def train_numpy(
                 "seconds": seconds,
             }
         )
-    weights = {name: value.astype(np.float32) for name, value in numpy_trainer.parameters().items()}
-    return weights, history, rows
+    return NumpyRun(
+        as_float32(numpy_trainer.parameters()),
+        history,
+        rows,
+        None if torch_trainer is None else as_float32(torch_trainer.parameters()),
+    )
+
+
+def as_float32(parameters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.array(value, dtype=np.float32) for name, value in parameters.items()}
