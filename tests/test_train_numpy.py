@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
@@ -101,3 +105,60 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
     assert history[-1]["test_accuracy"] == pytest.approx(
         torch_history[-1]["test_accuracy"], abs=0.02
     )
+
+
+def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
+    from cnnbench.job import run_job
+    from cnnbench.steps import train_numpy as step
+    from cnnbench.weights import load_weights, save_weights
+
+    save_weights(tmp_path / "init.npz", train.initial_weights(0))
+    files = {
+        "train_images": "train-images-idx3-ubyte.gz",
+        "train_labels": "train-labels-idx1-ubyte.gz",
+        "test_images": "t10k-images-idx3-ubyte.gz",
+        "test_labels": "t10k-labels-idx1-ubyte.gz",
+    }
+    out = {
+        "metrics": tmp_path / "metrics.csv",
+        "steps": tmp_path / "steps.csv",
+        "weights": tmp_path / "weights_numpy.npz",
+        "manifest": tmp_path / "manifest_numpy.json",
+    }
+    train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "device": "cpu"}
+    job = {
+        "input": {
+            **{r: str(mnist_dir / f) for r, f in files.items()},
+            "init": str(tmp_path / "init.npz"),
+        },
+        "output": {name: str(path) for name, path in out.items()},
+        "settings": {
+            "train": {**train_config, "limit": 256, "threads": 1},
+            "train_numpy": {"dtype": "float32", "check_steps": 5},
+            "dataset_name": "MNIST",
+        },
+    }
+    run_job(step.run, [json.dumps(job)])
+    with open(out["steps"]) as stream:
+        rows = list(csv.DictReader(stream))
+    # 5 float64 check steps (256 images, batch 128: 2 an epoch, so into the orders of epoch 3),
+    # then the 2 steps of the float32 run.
+    assert [(r["run"], r["dtype"], r["step"], r["epoch"]) for r in rows] == [
+        ("check", "float64", "1", "1"),
+        ("check", "float64", "2", "1"),
+        ("check", "float64", "3", "2"),
+        ("check", "float64", "4", "2"),
+        ("check", "float64", "5", "3"),
+        ("training", "float32", "1", "1"),
+        ("training", "float32", "2", "1"),
+    ]
+    assert all(float(r["max_relative_parameter_difference"]) <= 1e-9 for r in rows[:5])
+    with open(out["metrics"]) as stream:
+        (metrics,) = list(csv.DictReader(stream))
+    assert tuple(metrics) == train.METRIC_COLUMNS
+    manifest = json.loads(out["manifest"].read_text())
+    assert manifest["weights_file"] == "weights_numpy.npz"
+    assert manifest["sha256"] == hashlib.sha256(out["weights"].read_bytes()).hexdigest()
+    assert manifest["train_config"]["train_numpy"] == {"dtype": "float32", "check_steps": 5}
+    assert manifest["final_metrics"]["test_accuracy"] == float(metrics["test_accuracy"])
+    assert list(load_weights(out["weights"])) == list(PARAMETER_SHAPES)

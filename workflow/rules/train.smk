@@ -68,3 +68,40 @@ rule export_weights:
         "--data train_images={input.train_images} train_labels={input.train_labels} "
         "test_images={input.test_images} test_labels={input.test_labels} "
         "--weights {output.weights} --manifest {output.manifest} > {log} 2>&1"
+
+
+rule train_numpy:
+    input:
+        train_images=data_path("train_images"),
+        train_labels=data_path("train_labels"),
+        **TEST_DATA,
+        init=rules.train.output.init,
+    output:
+        metrics="results/training_numpy/metrics.csv",
+        steps="results/training_numpy/steps.csv",
+        weights="results/model/weights_numpy.npz",
+        manifest="results/model/manifest_numpy.json",
+    params:
+        job=lambda wildcards, input, output: as_json_arg(
+            {
+                "input": dict(input.items()),
+                "output": dict(output.items()),
+                "settings": {
+                    "train": TRAIN,
+                    "train_numpy": config["train_numpy"],
+                    "dataset_name": DATASET["name"],
+                },
+            }
+        ),
+    log:
+        "results/logs/train_numpy.log",
+    benchmark:
+        "results/benchmarks/train_numpy.tsv"
+    threads: threads_for(TRAIN["threads"])
+    resources:
+        mem_mb=4096,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        "python -m cnnbench.steps.train_numpy {params.job} > {log} 2>&1"
