@@ -6,8 +6,10 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import run_step
 
 from cnnbench import data
+from cnnbench.steps import download as download_step
 
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 TEST_LABELS_MD5 = "ec29112dd5afa0611ce80d1b7f02629c"
@@ -164,20 +166,15 @@ def test_download_refuses_unverified_files(tmp_path, mnist_mirror):
         data.download(TEST_LABELS, [mnist_mirror], tmp_path / "x", {"md5": "", "sha256": ""})
 
 
-def test_download_cli_error_exit(tmp_path, mnist_dir, capsys):
+def test_download_step_error_is_one_line(tmp_path, mnist_dir, capsys):
     shutil.copy(mnist_dir / TEST_LABELS, tmp_path / TEST_LABELS)
     with pytest.raises(SystemExit) as caught:
-        data.main(
-            [
-                "--file",
-                TEST_LABELS,
-                "--mirror",
-                tmp_path.as_uri(),
-                "--md5",
-                "0" * 32,
-                "--out",
-                str(tmp_path / "o" / "x"),
-            ]
+        run_step(
+            download_step,
+            output={"file": tmp_path / "o" / "x"},
+            settings={"file": TEST_LABELS, "mirrors": [tmp_path.as_uri()], "md5": "0" * 32},
         )
-    assert "checksum mismatch" in str(caught.value.code)
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "checksum mismatch" in error and "Traceback" not in error
     assert not (tmp_path / "o" / "x").exists()

@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from cnnbench.runtime import atomic_output, declared_threads, set_threads
+from cnnbench.files import atomic_output
+from cnnbench.runtime import declared_threads, set_threads
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_step
 
-from cnnbench import export, train
+from cnnbench import training
 from cnnbench.data import load_split
-from cnnbench.runtime import set_threads
+from cnnbench.errors import UserError
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.runtime import set_threads
+from cnnbench.steps import export, train
 from cnnbench.weights import load_weights, save_weights
 
 SMALL = train.TrainSettings(epochs=1, batch_size=32, lr=0.001, seed=3, device="cpu", limit=1024)
@@ -44,27 +47,28 @@ def test_training_starts_from_the_saved_initial_weights_and_keeps_the_shared_ord
     set_threads(1)
     # lr 0: Adam moves nothing, so the trained weights are the start.
     frozen, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "lr": 0.0}), *splits)
-    initial = train.initial_weights(SMALL.seed)
+    initial = training.initial_weights(SMALL.seed)
     assert list(initial) == list(PARAMETER_SHAPES)
     for name, tensor in frozen.state_dict().items():
         np.testing.assert_array_equal(tensor.numpy(), initial[name], err_msg=name)
-    assert not np.array_equal(initial["fc1.weight"], train.initial_weights(4)["fc1.weight"])
+    assert not np.array_equal(initial["fc1.weight"], training.initial_weights(4)["fc1.weight"])
     # One seeded permutation per epoch, the same on every call; epochs differ.
-    first, second = train.epoch_orders(1000, 2, seed=3)
+    first, second = training.epoch_orders(1000, 2, seed=3)
     np.testing.assert_array_equal(np.sort(first), np.arange(1000))
     assert not np.array_equal(first, second)
-    again = list(train.epoch_orders(1000, 2, seed=3))
+    again = list(training.epoch_orders(1000, 2, seed=3))
     np.testing.assert_array_equal(again[1], second)
-    generator = torch.Generator().manual_seed(3)  # the torch trainer's historical draw
+    generator = torch.Generator().manual_seed(3)  # what the torch trainer always drew
     np.testing.assert_array_equal(first, torch.randperm(1000, generator=generator).numpy())
+    np.testing.assert_array_equal(second, torch.randperm(1000, generator=generator).numpy())
 
 
 def test_training_limit_beyond_dataset_is_an_error(splits):
-    with pytest.raises(ValueError, match=r"train\.limit 70000 exceeds the 60000 training images"):
+    with pytest.raises(UserError, match=r"train\.limit 70000 exceeds the 60000 training images"):
         train.train(train.TrainSettings(1, 64, 0.001, 0, "cpu", 70000), *splits)
 
 
-def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
+def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
     data = {
         "train_images": mnist_dir / "train-images-idx3-ubyte.gz",
         "train_labels": mnist_dir / "train-labels-idx1-ubyte.gz",
@@ -74,39 +78,27 @@ def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
     digests = []
     for run in ("a", "b"):
         out = tmp_path / run
-        train.main(
-            [f"--{role.replace('_', '-')}={path}" for role, path in data.items()]
-            + [
-                "--epochs=1",
-                "--batch-size=128",
-                "--lr=0.001",
-                "--seed=0",
-                "--device=cpu",
-                "--limit=512",
-                "--threads=1",
-                f"--checkpoint={out / 'ck.pt'}",
-                f"--metrics={out / 'metrics.csv'}",
-                f"--init={out / 'init.npz'}",
-            ]
+        train_config = {
+            "epochs": 1,
+            "batch_size": 128,
+            "lr": 0.001,
+            "seed": 0,
+            "device": "cpu",
+            "limit": 512,
+            "threads": 1,
+        }
+        model_files = {"checkpoint": out / "ck.pt", "metrics": out / "metrics.csv"}
+        run_step(
+            train,
+            input=data,
+            output={**model_files, "init": out / "init.npz"},
+            settings=train_config,
         )
-        train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "limit": 512}
-        export.main(
-            [
-                "--checkpoint",
-                str(out / "ck.pt"),
-                "--metrics",
-                str(out / "metrics.csv"),
-                "--train-config",
-                json.dumps(train_config),
-                "--dataset-name",
-                "MNIST",
-                "--data",
-                *(f"{role}={path}" for role, path in data.items()),
-                "--weights",
-                str(out / "weights.npz"),
-                "--manifest",
-                str(out / "manifest.json"),
-            ]
+        run_step(
+            export,
+            input={**data, **model_files},
+            output={"weights": out / "weights.npz", "manifest": out / "manifest.json"},
+            settings={"train": train_config, "dataset_name": "MNIST"},
         )
         digests.append(hashlib.sha256((out / "weights.npz").read_bytes()).hexdigest())
         manifest = json.loads((out / "manifest.json").read_text())
@@ -126,8 +118,9 @@ def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
         state = torch.load(out / "ck.pt", weights_only=True)
         for name, array in load_weights(out / "weights.npz").items():
             np.testing.assert_array_equal(array, state[name].numpy())
+        initial = training.initial_weights(0)
         for name, array in load_weights(out / "init.npz").items():
-            np.testing.assert_array_equal(array, train.initial_weights(0)[name])
+            np.testing.assert_array_equal(array, initial[name])
     assert digests[0] == digests[1]
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (
         tmp_path / "b" / "manifest.json"

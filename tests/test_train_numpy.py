@@ -8,11 +8,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_step
 
-from cnnbench import train, train_numpy
+from cnnbench import train_numpy
+from cnnbench import training as train
 from cnnbench.data import load_split
 from cnnbench.geometry import PARAMETER_SHAPES
 from cnnbench.runtime import set_threads
+from cnnbench.steps import train as torch_trainer
+from cnnbench.weights import load_weights, save_weights
 
 # 400 images, batches of 16: 25 steps an epoch, 8 epochs = 200 steps.
 CHECK = train.TrainSettings(epochs=8, batch_size=16, lr=0.001, seed=0, device="cpu", limit=400)
@@ -91,7 +95,7 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
     # measured about 1.5e-4 after step 1 and below 5e-4 after 32 steps.
     assert all(0 < row["max_relative_parameter_difference"] < 3e-3 for row in rows)
     assert all(row["loss_relative_difference"] < 1e-5 for row in rows)
-    torch_model, torch_history = train.train(settings, splits[0], splits[1])
+    torch_model, torch_history = torch_trainer.train(settings, splits[0], splits[1])
     for name, tensor in torch_model.state_dict().items():
         np.testing.assert_array_equal(run.torch_weights[name], tensor.numpy(), err_msg=name)
     # The torch side is the torch trainer's own run (same start, same batches): same losses.
@@ -108,9 +112,7 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
 
 
 def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
-    from cnnbench.job import run_job
     from cnnbench.steps import train_numpy as step
-    from cnnbench.weights import load_weights, save_weights
 
     save_weights(tmp_path / "init.npz", train.initial_weights(0))
     files = {
@@ -126,19 +128,16 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
         "manifest": tmp_path / "manifest_numpy.json",
     }
     train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "device": "cpu"}
-    job = {
-        "input": {
-            **{r: str(mnist_dir / f) for r, f in files.items()},
-            "init": str(tmp_path / "init.npz"),
-        },
-        "output": {name: str(path) for name, path in out.items()},
-        "settings": {
+    run_step(
+        step,
+        input={**{r: mnist_dir / f for r, f in files.items()}, "init": tmp_path / "init.npz"},
+        output=out,
+        settings={
             "train": {**train_config, "limit": 256, "threads": 1},
             "train_numpy": {"dtype": "float32", "check_steps": 5},
             "dataset_name": "MNIST",
         },
-    }
-    run_job(step.run, [json.dumps(job)])
+    )
     with open(out["steps"]) as stream:
         rows = list(csv.DictReader(stream))
     # 5 float64 check steps (256 images, batch 128: 2 an epoch, so into the orders of epoch 3),

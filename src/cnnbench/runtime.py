@@ -1,14 +1,10 @@
-"""Process-wide settings shared by every pipeline step: thread counts and all-or-nothing outputs."""
+"""Process-wide settings shared by every step and benchmark: threads, progress bars, load."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 _THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -42,27 +38,6 @@ def set_threads(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    # mkstemp creates 0600; results are ordinary files, readable as the umask allows.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def declared_threads(actual: int, workflow_cores: int | None, machine_cores: int) -> int:
     """Threads a Snakemake job must declare so that busy threads never exceed the machine's cores.
 
@@ -85,6 +60,6 @@ def progress(iterable, **options):
     return tqdm(iterable, file=sys.stderr, mininterval=0.1 if interactive else 10.0, **options)
 
 
-def optional_int(text: str) -> int | None:
-    """argparse type for counts where "none" (the config's null) means "all"."""
-    return None if text.lower() in ("none", "null") else int(text)
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages, where the platform has them."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None

@@ -1,7 +1,8 @@
 """Training with the hand-written backward pass (NumPy), step for step beside PyTorch.
 
-Both trainers start from the torch trainer's seeded initial weights (``train.initial_weights``)
-and take the same mini-batches in the same order (``train.epoch_orders``): mean cross-entropy,
+Both trainers start from the torch trainer's seeded initial weights
+(``training.initial_weights``) and take the same mini-batches in the same order
+(``training.epoch_orders``): mean cross-entropy,
 Adam with torch's defaults. The NumPy side is the ``im2col`` network's ``loss_and_gradients`` and
 ``cnnbench.ops.Adam``; nothing of it uses torch.
 
@@ -22,11 +23,11 @@ from torch import nn
 
 from cnnbench.data import to_model_input
 from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.gradcheck import max_norm_relative_error
 from cnnbench.model import model_from_weights
+from cnnbench.numerics import max_norm_relative_error
 from cnnbench.ops import Adam, Network, cross_entropy
 from cnnbench.runtime import progress
-from cnnbench.train import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
+from cnnbench.training import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
 
 STEP_COLUMNS = (
     "dtype",
@@ -120,7 +121,7 @@ def prepare(images: np.ndarray, labels: np.ndarray, dtype) -> Prepared:
 
 
 def evaluate_numpy(network: Network, data: Prepared) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, as ``train.evaluate``."""
+    """Mean cross-entropy and accuracy over a whole split, as the torch trainer's ``evaluate``."""
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data.x), EVAL_BATCH):
         logits = network.logits(data.x[start : start + EVAL_BATCH])
@@ -182,7 +183,7 @@ def step_row(dtype, step, epoch, loss_torch, loss_numpy, numpy_trainer, torch_tr
 @dataclass
 class NumpyRun:
     """A whole NumPy training run: its final weights (float32, the npz format's dict), one
-    metrics row per epoch (``train.METRIC_COLUMNS``), and, when PyTorch trained beside it, one
+    metrics row per epoch (``training.METRIC_COLUMNS``), and, when PyTorch trained beside it, one
     row per step (``STEP_COLUMNS``) and the PyTorch side's final weights (float32)."""
 
     weights: dict[str, np.ndarray]

@@ -23,6 +23,7 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 ENV = "../../envs/cnnbench.yaml"
 DATASET = config["dataset"]
 TRAIN = config["train"]
+TRAIN_NUMPY = config["train_numpy"]
 INFERENCE = config["inference"]
 GRADCHECK = config["gradcheck"]
 BACKENDS = INFERENCE["backends"]
@@ -80,6 +81,7 @@ def data_path(role):
 DATA_FILES = {spec["file"]: spec for spec in DATASET["files"].values()}
 TEST_DATA = {"test_images": data_path("test_images"), "test_labels": data_path("test_labels")}
 WEIGHTS = "results/model/weights.npz"
+WEIGHTS_NUMPY = "results/model/weights_numpy.npz"  # the NumPy trainer's (rule train_numpy)
 
 
 def shards_of(backend):
@@ -94,10 +96,19 @@ def shard_files(extension):
     ]
 
 
-def as_json_arg(value):
-    """A config subtree as one shell-quoted JSON word."""
-    return shlex.quote(json.dumps(value, sort_keys=True))
+def job(settings=None):
+    """The `job` param of every rule: its named inputs and outputs and its settings (a config
+    section, or a function of the wildcards) as one shell-quoted JSON word, the convention of
+    cnnbench.job. Steps read everything from it, so nothing is restated as flags."""
+
+    def make(wildcards, input, output):
+        value = settings(wildcards) if callable(settings) else settings
+        files = {"input": dict(input.items()), "output": dict(output.items())}
+        return shlex.quote(json.dumps({**files, "settings": value or {}}, sort_keys=True))
+
+    return make
 
 
-def optional(value):
-    return "none" if value is None else value
+def step(name):
+    """The shell command of a rule whose step is cnnbench.steps.<name>."""
+    return f"python -m cnnbench.steps.{name} {{params.job}} > {{log}} 2>&1"

@@ -12,13 +12,7 @@ rule train:
             category="Training",
         ),
     params:
-        epochs=TRAIN["epochs"],
-        batch_size=TRAIN["batch_size"],
-        lr=TRAIN["lr"],
-        seed=TRAIN["seed"],
-        device=TRAIN["device"],
-        limit=optional(TRAIN["limit"]),
-        threads=TRAIN["threads"],
+        job=job(TRAIN),
     log:
         "results/logs/train.log",
     benchmark:
@@ -30,13 +24,7 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m cnnbench.train --train-images {input.train_images} "
-        "--train-labels {input.train_labels} --test-images {input.test_images} "
-        "--test-labels {input.test_labels} --epochs {params.epochs} "
-        "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
-        "--device {params.device} --limit {params.limit} --threads {params.threads} "
-        "--checkpoint {output.checkpoint} --metrics {output.metrics} --init {output.init} "
-        "> {log} 2>&1"
+        step("train")
 
 
 rule export_weights:
@@ -50,8 +38,7 @@ rule export_weights:
         weights=WEIGHTS,
         manifest="results/model/manifest.json",
     params:
-        train_config=as_json_arg(TRAIN),
-        dataset_name=shlex.quote(DATASET["name"]),
+        job=job({"train": TRAIN, "dataset_name": DATASET["name"]}),
     log:
         "results/logs/export_weights.log",
     benchmark:
@@ -63,11 +50,7 @@ rule export_weights:
     conda:
         ENV
     shell:
-        "python -m cnnbench.export --checkpoint {input.checkpoint} --metrics {input.metrics} "
-        "--train-config {params.train_config} --dataset-name {params.dataset_name} "
-        "--data train_images={input.train_images} train_labels={input.train_labels} "
-        "test_images={input.test_images} test_labels={input.test_labels} "
-        "--weights {output.weights} --manifest {output.manifest} > {log} 2>&1"
+        step("export")
 
 
 rule train_numpy:
@@ -77,22 +60,20 @@ rule train_numpy:
         **TEST_DATA,
         init=rules.train.output.init,
     output:
-        metrics="results/training_numpy/metrics.csv",
-        steps="results/training_numpy/steps.csv",
-        weights="results/model/weights_numpy.npz",
+        metrics=report(
+            "results/training_numpy/metrics.csv",
+            caption="../report/training_numpy.rst",
+            category="Training",
+        ),
+        steps=report(
+            "results/training_numpy/steps.csv",
+            caption="../report/training_numpy_steps.rst",
+            category="Training",
+        ),
+        weights=WEIGHTS_NUMPY,
         manifest="results/model/manifest_numpy.json",
     params:
-        job=lambda wildcards, input, output: as_json_arg(
-            {
-                "input": dict(input.items()),
-                "output": dict(output.items()),
-                "settings": {
-                    "train": TRAIN,
-                    "train_numpy": config["train_numpy"],
-                    "dataset_name": DATASET["name"],
-                },
-            }
-        ),
+        job=job({"train": TRAIN, "train_numpy": TRAIN_NUMPY, "dataset_name": DATASET["name"]}),
     log:
         "results/logs/train_numpy.log",
     benchmark:
@@ -104,4 +85,4 @@ rule train_numpy:
     conda:
         ENV
     shell:
-        "python -m cnnbench.steps.train_numpy {params.job} > {log} 2>&1"
+        step("train_numpy")

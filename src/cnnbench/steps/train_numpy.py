@@ -15,17 +15,17 @@ dtype on the same batches, every step recorded.
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 
 import numpy as np
 
-from cnnbench import train, train_numpy
+from cnnbench import train_numpy
+from cnnbench import training as train
 from cnnbench.data import load_split
-from cnnbench.export import build_manifest
+from cnnbench.files import atomic_output, write_json, write_rows
 from cnnbench.job import Job, run_job
-from cnnbench.runtime import atomic_output, set_threads
+from cnnbench.runtime import set_threads
+from cnnbench.steps.export import build_manifest, last_epoch_metrics
 from cnnbench.weights import load_weights, save_weights
 
 LOSS_TOLERANCE = 1e-10  # float64 check: |loss numpy - loss torch| / |loss torch|
@@ -49,13 +49,6 @@ def failures(rows: list[dict]) -> list[str]:
         if row["loss_relative_difference"] > LOSS_TOLERANCE
         or row["max_relative_parameter_difference"] > PARAMETER_TOLERANCE
     ]
-
-
-def write_rows(path, columns, rows) -> None:
-    with atomic_output(path) as temporary, open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def run(job: Job) -> None:
@@ -84,20 +77,20 @@ def run(job: Job) -> None:
     rows = [{"run": "check", **row} for row in check]
     rows += [{"run": "training", **row} for row in result.steps]
 
-    write_rows(job.path("output", "metrics"), train.METRIC_COLUMNS, result.history)
-    write_rows(job.path("output", "steps"), STEP_COLUMNS, rows)
-    weights_path, manifest_path = job.path("output", "weights"), job.path("output", "manifest")
-    with atomic_output(weights_path) as weights_tmp, atomic_output(manifest_path) as manifest_tmp:
-        sha256 = save_weights(weights_tmp, result.weights)
-        manifest = build_manifest(
-            sha256,
-            {**config, "train_numpy": numpy_config},
-            result.history[-1],
-            job.settings["dataset_name"],
-            {role: str(job.path("input", role)) for role in DATA_ROLES},
-        )
-        manifest["weights_file"] = weights_path.name
-        manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_rows(result.history, train.METRIC_COLUMNS, job.path("output", "metrics"))
+    write_rows(rows, STEP_COLUMNS, job.path("output", "steps"))
+    weights_path = job.path("output", "weights")
+    with atomic_output(weights_path) as temporary:
+        sha256 = save_weights(temporary, result.weights)
+    manifest = build_manifest(
+        sha256,
+        {**config, "train_numpy": numpy_config},
+        last_epoch_metrics(job.path("output", "metrics")),  # no wall time: reproducible bytes
+        job.settings["dataset_name"],
+        {role: str(job.path("input", role)) for role in DATA_ROLES},
+    )
+    manifest["weights_file"] = weights_path.name
+    write_json(manifest, job.path("output", "manifest"), sort_keys=True)
 
     worst = max(rows[:check_steps], key=lambda row: row["max_relative_parameter_difference"])
     last = result.history[-1]

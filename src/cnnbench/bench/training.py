@@ -1,6 +1,6 @@
 """Training speed: a NumPy epoch against a PyTorch epoch, side by side at one thread count.
 
-    python -m cnnbench.bench_training --mnist-dir DIR [--threads 2] [--images 60000]
+    python -m cnnbench.bench.training --mnist-dir DIR [--threads 2] [--images 60000]
         [--batch-size 128] [--repeats 3] [--dtype float32]
 
 Both trainers run the same mini-batches (the first ``--images`` training images, the torch
@@ -41,7 +41,8 @@ def measure(
     seed: int = 0,
 ) -> dict[str, list[float]]:
     """Seconds per epoch of each trainer, ``repeats`` times each, alternating."""
-    from cnnbench import train, train_numpy
+    from cnnbench import train_numpy
+    from cnnbench import training as train
 
     data = train_numpy.prepare(images, labels, dtype)
     order = next(train.epoch_orders(len(images), 1, seed))
@@ -62,7 +63,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.bench_training", description=__doc__.splitlines()[0]
+        prog="python -m cnnbench.bench.training", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--mnist-dir", type=Path, required=True, help="the four MNIST .gz files")
     parser.add_argument("--threads", type=int, default=2)

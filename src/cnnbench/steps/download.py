@@ -1,0 +1,27 @@
+"""Download one dataset file from the configured mirrors, every configured checksum verified.
+
+Job: output file; settings {"mirrors": [...], "file": name, "md5": ..., "sha256": ...} (the
+config's dataset.mirrors and one entry of dataset.files).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cnnbench.data import DIGESTS, download
+from cnnbench.job import Job, run_job
+
+
+def run(job: Job) -> None:
+    settings = job.settings
+    download(
+        settings["file"],
+        settings["mirrors"],
+        job.path("output", "file"),
+        {name: settings[name] for name in DIGESTS if name in settings},
+        log=lambda message: print(message, file=sys.stderr),
+    )
+
+
+if __name__ == "__main__":
+    run_job(run)

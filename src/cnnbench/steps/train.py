@@ -1,0 +1,114 @@
+"""Reference training in PyTorch: Adam + cross-entropy, deterministic on CPU.
+
+Job: input train_images, train_labels, test_images, test_labels; output checkpoint (torch
+state_dict), metrics (per-epoch CSV), init (the seeded initial weights, weights.npz format: the
+NumPy trainer's start); settings: the config's ``train`` section. The start and the batch order
+come from ``cnnbench.training``, shared with the NumPy trainer.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnbench.data import load_split, to_model_input
+from cnnbench.files import atomic_output, write_rows
+from cnnbench.job import Job, run_job
+from cnnbench.model import SimpleCNN, pick_device
+from cnnbench.runtime import progress, set_threads
+from cnnbench.training import (
+    EVAL_BATCH,
+    METRIC_COLUMNS,
+    TrainSettings,
+    epoch_orders,
+    initial_weights,
+    seeded_model,
+    training_subset,
+)
+from cnnbench.weights import save_weights
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(images), EVAL_BATCH):
+        logits = model(images[start : start + EVAL_BATCH])
+        target = labels[start : start + EVAL_BATCH]
+        loss_sum += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(1) == target).sum().item()
+    return loss_sum / len(images), correct / len(images)
+
+
+def train(
+    settings: TrainSettings,
+    train_split: tuple[np.ndarray, np.ndarray],
+    test_split: tuple[np.ndarray, np.ndarray],
+) -> tuple[SimpleCNN, list[dict]]:
+    """Train the reference model; return it (on CPU) and one metrics row per epoch."""
+    device = pick_device(settings.device)
+    train_images, train_labels = training_subset(settings, train_split)
+    x_train = torch.from_numpy(to_model_input(train_images)).to(device)
+    y_train = torch.from_numpy(train_labels.astype(np.int64)).to(device)
+    x_test = torch.from_numpy(to_model_input(test_split[0])).to(device)
+    y_test = torch.from_numpy(test_split[1].astype(np.int64)).to(device)
+
+    model = seeded_model(settings.seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    criterion = nn.CrossEntropyLoss()
+    history = []
+    orders = epoch_orders(len(x_train), settings.epochs, settings.seed)
+    for epoch, epoch_order in enumerate(orders, start=1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.from_numpy(epoch_order).to(device)
+        batches = range(0, len(order), settings.batch_size)
+        loss_sum = 0.0
+        bar = progress(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch")
+        for start in bar:
+            batch = order[start : start + settings.batch_size]
+            optimizer.zero_grad()
+            loss = criterion(model(x_train[batch]), y_train[batch])
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(batch)
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        test_loss, test_accuracy = evaluate(model, x_test, y_test)
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / len(x_train),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(row)
+        print(
+            f"epoch {epoch}: train loss {row['train_loss']:.4f}, test loss {test_loss:.4f}, "
+            f"test accuracy {test_accuracy:.2%}, {row['seconds']:.1f} s",
+            file=sys.stderr,
+        )
+    return model.cpu(), history
+
+
+def run(job: Job) -> None:
+    settings = dict(job.settings)
+    set_threads(settings.pop("threads"))
+    model, history = train(
+        TrainSettings(**settings),
+        load_split(job.path("input", "train_images"), job.path("input", "train_labels")),
+        load_split(job.path("input", "test_images"), job.path("input", "test_labels")),
+    )
+    with atomic_output(job.path("output", "checkpoint")) as temporary:
+        torch.save(model.state_dict(), temporary)
+    write_rows(history, METRIC_COLUMNS, job.path("output", "metrics"))
+    with atomic_output(job.path("output", "init")) as temporary:
+        save_weights(temporary, initial_weights(settings["seed"]))
+
+
+if __name__ == "__main__":
+    run_job(run)
