@@ -126,6 +126,7 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
         "steps": tmp_path / "steps.csv",
         "weights": tmp_path / "weights_numpy.npz",
         "manifest": tmp_path / "manifest_numpy.json",
+        "summary": tmp_path / "summary.json",
     }
     train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "device": "cpu"}
     run_step(
@@ -161,3 +162,12 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
     assert manifest["train_config"]["train_numpy"] == {"dtype": "float32", "check_steps": 5}
     assert manifest["final_metrics"]["test_accuracy"] == float(metrics["test_accuracy"])
     assert list(load_weights(out["weights"])) == list(PARAMETER_SHAPES)
+    summary = json.loads(out["summary"].read_text())
+    assert summary["test_images"] == 10000
+    # the PyTorch model and the NumPy network evaluate the same weights: at most a near-tie apart
+    assert summary["test_accuracy_numpy"] == pytest.approx(
+        float(metrics["test_accuracy"]), abs=2e-4
+    )
+    assert summary["test_accuracy_torch"] == pytest.approx(summary["test_accuracy_numpy"], abs=0.05)
+    assert summary["same_predictions"] >= 9000
+    assert summary["check"]["max_relative_parameter_difference"] <= 1e-9

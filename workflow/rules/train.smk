@@ -72,6 +72,7 @@ rule train_numpy:
         ),
         weights=WEIGHTS_NUMPY,
         manifest="results/model/manifest_numpy.json",
+        summary="results/training_numpy/summary.json",
     params:
         job=job({"train": TRAIN, "train_numpy": TRAIN_NUMPY, "dataset_name": DATASET["name"]}),
     log:

@@ -3,7 +3,8 @@
 Job input: train_images, train_labels, test_images, test_labels (MNIST), init (the torch
 trainer's seeded initial weights, results/model/init.npz). Output: metrics (per epoch, the torch
 trainer's columns), steps (per step, both trainers' losses and parameter divergence), weights
-(the NumPy-trained weights, npz) and manifest (as the torch export's). Settings: ``train`` (the
+(the NumPy-trained weights, npz), manifest (as the torch export's) and summary (JSON: both
+trainers' final test accuracy, how many test images they classify alike, the check's worst). Settings: ``train`` (the
 torch trainer's section: the run is the same), ``train_numpy`` (dtype, check_steps), and
 ``dataset_name``.
 
@@ -18,12 +19,14 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import torch
 
 from cnnbench import train_numpy
 from cnnbench import training as train
-from cnnbench.data import load_split
+from cnnbench.data import load_split, to_model_input
 from cnnbench.files import atomic_output, write_json, write_rows
 from cnnbench.job import Job, run_job
+from cnnbench.model import model_from_weights
 from cnnbench.runtime import set_threads
 from cnnbench.steps.export import build_manifest, last_epoch_metrics
 from cnnbench.weights import load_weights, save_weights
@@ -49,6 +52,23 @@ def failures(rows: list[dict]) -> list[str]:
         if row["loss_relative_difference"] > LOSS_TOLERANCE
         or row["max_relative_parameter_difference"] > PARAMETER_TOLERANCE
     ]
+
+
+def compare_predictions(result: train_numpy.NumpyRun, test_split) -> dict:
+    """Test accuracy of both trainers' final weights and how often they predict the same class
+    (both evaluated by the PyTorch model in float32, so only the weights differ)."""
+    x = torch.from_numpy(to_model_input(test_split[0]))
+    labels = test_split[1].astype(np.int64)
+    with torch.inference_mode():
+        numpy_pred = model_from_weights(result.weights)(x).argmax(1).numpy()
+        torch_pred = model_from_weights(result.torch_weights)(x).argmax(1).numpy()
+    return {
+        "test_images": len(labels),
+        "test_accuracy_numpy": float((numpy_pred == labels).mean()),
+        "test_accuracy_torch": float((torch_pred == labels).mean()),
+        "same_predictions": int((numpy_pred == torch_pred).sum()),
+        "same_predictions_fraction": float((numpy_pred == torch_pred).mean()),
+    }
 
 
 def run(job: Job) -> None:
@@ -91,6 +111,19 @@ def run(job: Job) -> None:
     )
     manifest["weights_file"] = weights_path.name
     write_json(manifest, job.path("output", "manifest"), sort_keys=True)
+
+    summary = compare_predictions(result, test_split)
+    summary["check"] = {
+        "steps": check_steps,
+        "max_loss_relative_difference": max(row["loss_relative_difference"] for row in check),
+        "max_relative_parameter_difference": max(
+            row["max_relative_parameter_difference"] for row in check
+        ),
+        "loss_tolerance": LOSS_TOLERANCE,
+        "parameter_tolerance": PARAMETER_TOLERANCE,
+    }
+    summary["dtype"] = dtype.name
+    write_json(summary, job.path("output", "summary"))
 
     worst = max(rows[:check_steps], key=lambda row: row["max_relative_parameter_difference"])
     last = result.history[-1]
