@@ -28,6 +28,7 @@ localrules:
     download,
     gather_inference,
     agreement,
+    agreement_numpy_trained,
     report,
     torch_worked_example,
 
@@ -36,3 +37,6 @@ rule all:
     default_target: True
     input:
         "results/report.html",
+        # Training in NumPy (until the report reads them): rules in workflow/rules/train.smk.
+        rules.train_numpy.output,
+        rules.agreement_numpy_trained.output,
