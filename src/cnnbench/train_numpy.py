@@ -13,6 +13,7 @@ Adam with torch's defaults. The NumPy side is the ``im2col`` network's ``loss_an
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -151,11 +152,16 @@ def side_by_side(
     numpy_trainer = NumpyTrainer(initial, settings.lr, dtype, variant)
     torch_trainer = TorchTrainer(initial, settings.lr, dtype)
     rows = []
-    for step, (epoch, batch) in enumerate(
-        batches(len(data.x), settings.epochs, settings.batch_size, settings.seed), start=1
-    ):
-        if steps is not None and step > steps:
-            break
+    all_batches = batches(len(data.x), settings.epochs, settings.batch_size, settings.seed)
+    total = settings.epochs * -(-len(data.x) // settings.batch_size)
+    total = total if steps is None else min(steps, total)
+    bar = progress(
+        itertools.islice(all_batches, total),
+        total=total,
+        desc=f"side by side, {np.dtype(dtype).name}",
+        unit="step",
+    )
+    for step, (epoch, batch) in enumerate(bar, start=1):
         x, y = data.x[batch], data.labels[batch]
         loss_numpy = numpy_trainer.step(x, y)
         loss_torch = torch_trainer.step(x, y)
