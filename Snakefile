@@ -37,6 +37,5 @@ rule all:
     default_target: True
     input:
         "results/report.html",
-        # Training in NumPy (until the report reads them): rules in workflow/rules/train.smk.
-        rules.train_numpy.output,
+        # The NumPy-trained weights through the backends (workflow/rules/train.smk).
         rules.agreement_numpy_trained.output,
