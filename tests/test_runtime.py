@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -59,3 +60,55 @@ def test_set_threads_applies_to_torch_and_blas():
             set_threads(0)
     finally:
         set_threads(before)
+
+
+def declared_by_rule(dry_run_output: str) -> dict[str, set[int]]:
+    """Threads each rule's jobs declare, read from a dry run (Snakemake omits `threads: 1`)."""
+    declared: dict[str, set[int]] = {}
+    for match in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n?)*)", dry_run_output, re.MULTILINE):
+        threads = re.search(r"^\s+threads: (\d+)$", match.group(2), re.MULTILINE)
+        declared.setdefault(match.group(1), set()).add(int(threads.group(1)) if threads else 1)
+    return declared
+
+
+MACHINE_CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        # A local run with --cores 8: a whole-machine job (throughput) takes all 8; on a machine
+        # with fewer cores, every declaration scales up (see declared_threads).
+        (
+            "default",
+            {
+                "train": declared_threads(2, 8, MACHINE_CORES),
+                "export_weights": declared_threads(1, 8, MACHINE_CORES),
+                "throughput": 8,
+            },
+        ),
+        # Inside a cluster job Snakemake runs again with --cores set to the node's cores: each
+        # job must declare what it uses, the threads it was submitted with, or srun refuses to
+        # start it ("More processors requested than permitted").
+        ("remote", {"train": 2, "export_weights": 1, "throughput": 1}),
+    ],
+)
+def test_cluster_job_declares_the_threads_it_was_submitted_with(
+    tmp_path, run_snakemake, mode, expected
+):
+    result = run_snakemake(
+        tmp_path,
+        {"train": {"threads": 2}},
+        "--dry-run",
+        "--cores",
+        "8",
+        "--mode",
+        mode,
+        "results/throughput.csv",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    declared = declared_by_rule(result.stdout + result.stderr)
+    assert {rule: declared[rule] for rule in expected} == {
+        rule: {threads} for rule, threads in expected.items()
+    }

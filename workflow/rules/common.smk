@@ -31,7 +31,12 @@ MACHINE_CORES = os.cpu_count() or 1
 
 
 def total_cores():
-    """--cores, or None on a cluster executor, where no global core limit exists."""
+    """--cores of a local run, or None where each job gets its own allocation: when submitting
+    to a cluster executor, and inside the cluster job itself (`workflow.remote_exec`), where
+    Snakemake runs again with --cores set to the node's cores, not the job's allocation. Either
+    way every job then declares the threads it uses: the threads it was submitted with."""
+    if workflow.remote_exec or not workflow.local_exec:
+        return None
     try:
         return workflow.cores
     except WorkflowError:
@@ -60,7 +65,8 @@ def threads_for(actual):
 
 def whole_machine(actual):
     """Threads a short timed job declares to run alone: all of --cores (it still uses `actual`).
-    On a cluster each job has its own allocation, so it declares what it uses."""
+    On a cluster (no CORES, see total_cores) each job has its own allocation: it declares what
+    it uses."""
     return max(CORES or 0, threads_for(actual))
 
 
