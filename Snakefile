@@ -28,6 +28,7 @@ localrules:
     download,
     gather_inference,
     agreement,
+    agreement_numpy_trained,
     report,
     torch_worked_example,
 
@@ -36,3 +37,5 @@ rule all:
     default_target: True
     input:
         "results/report.html",
+        # The NumPy-trained weights through the backends (workflow/rules/train.smk).
+        rules.agreement_numpy_trained.output,

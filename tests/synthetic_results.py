@@ -68,6 +68,10 @@ def named_inputs(root: Path) -> tuple[dict, dict]:
         "environment": results / "environment.json",
         "benchmarks": [results / "benchmarks" / f"{name}.tsv" for name, *_ in _schedule(backends)],
     }
+    for name in ("metrics", "steps", "summary"):
+        path = results / "training_numpy" / f"{name}.{'json' if name == 'summary' else 'csv'}"
+        if path.exists():
+            inputs[f"training_numpy_{name}"] = path
     if (results / "worked_example_torch.json").exists():
         inputs["worked_example"] = results / "worked_example_torch.json"
     as_text = {
@@ -171,6 +175,7 @@ def write_synthetic_results(
         }
     )
     metrics.to_csv(results / "training" / "metrics.csv", index=False)
+    _write_training_numpy(results, metrics, rng)
     weights = results / "model" / "weights.npz"
     weights.write_bytes(b"synthetic weights")
     manifest = {
@@ -365,3 +370,48 @@ def write_synthetic_results(
         )
         os.utime(path, (BENCH_START + start + seconds, BENCH_START + start + seconds))
     return config_path
+
+
+def _write_training_numpy(results: Path, metrics: pd.DataFrame, rng) -> None:
+    """results/training_numpy/: the NumPy training's metrics, per-step table and summary."""
+    folder = results / "training_numpy"
+    folder.mkdir(parents=True, exist_ok=True)
+    numpy_metrics = metrics.copy()
+    numpy_metrics["test_accuracy"] = metrics["test_accuracy"] + 0.0004
+    numpy_metrics["seconds"] = metrics["seconds"] * 1.1
+    numpy_metrics.to_csv(folder / "metrics.csv", index=False)
+    rows = []
+    for run, dtype, steps, scale in (
+        ("check", "float64", 20, 1e-13),
+        ("training", "float32", 60, 1e-3),
+    ):
+        for step in range(1, steps + 1):
+            rows.append(
+                {
+                    "run": run,
+                    "dtype": dtype,
+                    "step": step,
+                    "epoch": 1,
+                    "loss_torch": 2.3 / step,
+                    "loss_numpy": 2.3 / step * (1 + scale),
+                    "loss_relative_difference": scale,
+                    "max_relative_parameter_difference": scale * step * rng.uniform(0.5, 1.5),
+                }
+            )
+    pd.DataFrame(rows).to_csv(folder / "steps.csv", index=False)
+    summary = {
+        "test_images": 10000,
+        "test_accuracy_numpy": 0.9795,
+        "test_accuracy_torch": 0.9791,
+        "same_predictions": 9961,
+        "same_predictions_fraction": 0.9961,
+        "dtype": "float32",
+        "check": {
+            "steps": 20,
+            "max_loss_relative_difference": 1e-13,
+            "max_relative_parameter_difference": 3e-12,
+            "loss_tolerance": 1e-10,
+            "parameter_tolerance": 1e-9,
+        },
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -30,6 +30,7 @@ def test_default_config_is_valid_and_complete(config):
         "limit": None,
         "threads": 2,
     }
+    assert config["train_numpy"] == {"dtype": "float32", "check_steps": 200}
     assert config["inference"]["limit"] is None and config["inference"]["threads"] == 1
     # every backend, the production peer included, runs by default
     assert set(config["inference"]["backends"]) == set(backends.NAMES)
@@ -101,6 +102,12 @@ NO_CHECKSUM = {"dataset.files.test_labels.md5": DELETE, "dataset.files.test_labe
             NO_CHECKSUM,
             "not valid under any of the given schemas",
             "['dataset']['files']['test_labels']",
+        ),
+        ({"train_numpy.dtype": "float16"}, "is not one of", "['train_numpy']['dtype']"),
+        (
+            {"train_numpy.check_steps": 0},
+            "less than the minimum of 1",
+            "['train_numpy']['check_steps']",
         ),
         ({"train.epocs": 3}, "Additional properties are not allowed ('epocs'", "['train']"),
     ],

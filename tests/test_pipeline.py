@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
 SMALL = {
     "train": {"epochs": 1, "limit": 3000, "threads": 1},
+    "train_numpy": {"check_steps": 5},
     "gradcheck": {"batch_size": 2, "samples": 5},
     "inference": {
         "backends": BACKENDS,
@@ -67,6 +68,21 @@ def test_pipeline_produces_every_result(pipeline):
     assert all(
         int(row["agree"]) == 24 and float(row["max_abs_logit_diff"]) <= 1e-3 for row in with_torch
     )
+    # Training in NumPy: the float64 check, then the run's 24 steps (3000 images, batch 128).
+    steps = read_csv(results / "training_numpy/steps.csv")
+    assert [(row["run"], row["step"]) for row in steps] == [
+        *(("check", str(k)) for k in range(1, 6)),
+        *(("training", str(k)) for k in range(1, 25)),
+    ]
+    assert all(float(row["max_relative_parameter_difference"]) <= 1e-9 for row in steps[:5])
+    assert [row["epoch"] for row in read_csv(results / "training_numpy/metrics.csv")] == ["1"]
+    summary = json.loads((results / "training_numpy/summary.json").read_text())
+    assert summary["same_predictions_fraction"] > 0.95
+    numpy_manifest = json.loads((results / "model/manifest_numpy.json").read_text())
+    assert numpy_manifest["weights_file"] == "weights_numpy.npz"
+    numpy_trained = read_csv(results / "agreement_numpy_trained/agreement.csv")
+    among = [row for row in numpy_trained if "torch" not in (row["backend_a"], row["backend_b"])]
+    assert len(among) == 3 and all(int(row["agree"]) == 24 for row in among)
     throughput = read_csv(results / "throughput.csv")
     # Loop backends measure on throughput_loop_images (4) images: batch 8 becomes one batch of 4.
     assert {(row["backend"], row["batch_size"]) for row in throughput} == {

@@ -65,6 +65,19 @@ def test_every_section_and_toc_entry_present(full_report):
         assert f"<h2>{title}</h2>" in page
 
 
+def test_training_in_numpy(full_report):
+    _, page = full_report
+    training = _section(page, "training")
+    assert '<h3 id="training-numpy">Training in NumPy</h3>' in training
+    text = re.sub(r"<[^>]+>", "", training)
+    assert "first 20 steps" in text and "at most 3.0e-12" in text and "passed" in text
+    assert "97.95 %" in text and "0.04 percentage points" in text
+    assert "9,961 of 10,000" in text and "99.61 %" in text
+    assert training.count("<img") == 3  # PyTorch curves, both overlaid, per-step divergence
+    rows = re.findall(r"<tr>(.*?)</tr>", training.split('id="training-numpy-table"')[1], re.S)
+    assert len(rows) == 4 and all("1.10×" in row for row in rows[1:])  # header + 3 epochs
+
+
 def test_summary_numbers_match_the_tables(full_report):
     root, page = full_report
     results = root / "results"

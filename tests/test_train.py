@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import run_step
 
-from cnnbench import backends
+from cnnbench import backends, training
 from cnnbench.data import load_split
 from cnnbench.errors import UserError
 from cnnbench.geometry import PARAMETER_SHAPES
@@ -44,6 +44,26 @@ def test_training_is_deterministic_and_learns(splits):
     assert row["test_accuracy"] > 0.6 and row["test_loss"] < 1.2
 
 
+def test_training_starts_from_the_saved_initial_weights_and_keeps_the_shared_order(splits):
+    set_threads(1)
+    # lr 0: Adam moves nothing, so the trained weights are the start.
+    frozen, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "lr": 0.0}), *splits)
+    initial = training.initial_weights(SMALL.seed)
+    assert list(initial) == list(PARAMETER_SHAPES)
+    for name, tensor in frozen.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), initial[name], err_msg=name)
+    assert not np.array_equal(initial["fc1.weight"], training.initial_weights(4)["fc1.weight"])
+    # One seeded permutation per epoch, the same on every call; epochs differ.
+    first, second = training.epoch_orders(1000, 2, seed=3)
+    np.testing.assert_array_equal(np.sort(first), np.arange(1000))
+    assert not np.array_equal(first, second)
+    again = list(training.epoch_orders(1000, 2, seed=3))
+    np.testing.assert_array_equal(again[1], second)
+    generator = torch.Generator().manual_seed(3)  # what the torch trainer always drew
+    np.testing.assert_array_equal(first, torch.randperm(1000, generator=generator).numpy())
+    np.testing.assert_array_equal(second, torch.randperm(1000, generator=generator).numpy())
+
+
 def test_training_limit_beyond_dataset_is_an_error(splits):
     with pytest.raises(UserError, match=r"train\.limit 70000 exceeds the 60000 training images"):
         train.train(train.TrainSettings(1, 64, 0.001, 0, "cpu", 70000), *splits)
@@ -69,7 +89,12 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
             "threads": 1,
         }
         model_files = {"checkpoint": out / "ck.pt", "metrics": out / "metrics.csv"}
-        run_step(train, input=data, output=model_files, settings=train_config)
+        run_step(
+            train,
+            input=data,
+            output={**model_files, "init": out / "init.npz"},
+            settings=train_config,
+        )
         run_step(
             export,
             input={**data, **model_files},
@@ -104,6 +129,9 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
         state = torch.load(out / "ck.pt", weights_only=True)
         for name, array in load_weights(out / "weights.npz").items():
             np.testing.assert_array_equal(array, state[name].numpy())
+        initial = training.initial_weights(0)
+        for name, array in load_weights(out / "init.npz").items():
+            np.testing.assert_array_equal(array, initial[name])
     assert digests[0] == digests[1]
     assert (tmp_path / "a" / "model.onnx").read_bytes() == (
         tmp_path / "b" / "model.onnx"

@@ -23,6 +23,7 @@ from snakemake.exceptions import WorkflowError  # noqa: E402
 ENV = "../../envs/cnnbench.yaml"
 DATASET = config["dataset"]
 TRAIN = config["train"]
+TRAIN_NUMPY = config["train_numpy"]
 INFERENCE = config["inference"]
 GRADCHECK = config["gradcheck"]
 BACKENDS = INFERENCE["backends"]
@@ -86,6 +87,7 @@ def data_path(role):
 DATA_FILES = {spec["file"]: spec for spec in DATASET["files"].values()}
 TEST_DATA = {"test_images": data_path("test_images"), "test_labels": data_path("test_labels")}
 WEIGHTS = "results/model/weights.npz"
+WEIGHTS_NUMPY = "results/model/weights_numpy.npz"  # the NumPy trainer's (rule train_numpy)
 
 
 def shards_of(backend):

@@ -24,6 +24,9 @@ rule report:
             ),
         ],
         worked_example=rules.torch_worked_example.output[0],
+        training_numpy_metrics=rules.train_numpy.output.metrics,
+        training_numpy_steps=rules.train_numpy.output.steps,
+        training_numpy_summary=rules.train_numpy.output.summary,
     output:
         html=report("results/report.html", caption="../report/report_html.rst", category="Report"),
     params:

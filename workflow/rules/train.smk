@@ -5,6 +5,7 @@ rule train:
         **TEST_DATA,
     output:
         checkpoint="results/model/checkpoint.pt",
+        init="results/model/init.npz",
         metrics=report(
             "results/training/metrics.csv",
             caption="../report/training_metrics.rst",
@@ -51,3 +52,95 @@ rule export_weights:
         ENV
     shell:
         step("export")
+
+
+rule train_numpy:
+    input:
+        train_images=data_path("train_images"),
+        train_labels=data_path("train_labels"),
+        **TEST_DATA,
+        init=rules.train.output.init,
+    output:
+        metrics=report(
+            "results/training_numpy/metrics.csv",
+            caption="../report/training_numpy.rst",
+            category="Training",
+        ),
+        steps=report(
+            "results/training_numpy/steps.csv",
+            caption="../report/training_numpy_steps.rst",
+            category="Training",
+        ),
+        weights=WEIGHTS_NUMPY,
+        manifest="results/model/manifest_numpy.json",
+        summary="results/training_numpy/summary.json",
+    params:
+        job=job({"train": TRAIN, "train_numpy": TRAIN_NUMPY, "dataset_name": DATASET["name"]}),
+    log:
+        "results/logs/train_numpy.log",
+    benchmark:
+        "results/benchmarks/train_numpy.tsv"
+    threads: threads_for(TRAIN["threads"])
+    resources:
+        mem_mb=4096,
+        runtime=240,
+    conda:
+        ENV
+    shell:
+        step("train_numpy")
+
+
+# The NumPy-trained weights through every fast backend (the loop backend, im2col's exact twin,
+# would take about an hour more), then agreement: among those backends, and each against the
+# PyTorch-trained reference's torch predictions (how often the two trainings classify alike).
+NUMPY_TRAINED_BACKENDS = [backend for backend in BACKENDS if backend not in SLOW]
+
+
+rule infer_numpy_trained:
+    input:
+        weights=WEIGHTS_NUMPY,
+        **TEST_DATA,
+    output:
+        csv="results/inference_numpy_trained/{backend}_numpy_trained.csv",
+        meta="results/inference_numpy_trained/{backend}_numpy_trained.json",
+    params:
+        job=job(lambda wildcards: INFERENCE | {"backend": wildcards.backend, "shard": 0, "shards": 1}),
+    wildcard_constraints:
+        backend="|".join(NUMPY_TRAINED_BACKENDS),
+    log:
+        "results/logs/infer_numpy_trained_{backend}.log",
+    threads: threads_for(INFERENCE["threads"])
+    resources:
+        mem_mb=2048,
+        runtime=15,
+    conda:
+        ENV
+    shell:
+        step("infer")
+
+
+rule agreement_numpy_trained:
+    input:
+        predictions=[
+            "results/inference/torch.csv",
+            *expand(
+                "results/inference_numpy_trained/{backend}_numpy_trained.csv",
+                backend=NUMPY_TRAINED_BACKENDS,
+            ),
+        ],
+    output:
+        agreement="results/agreement_numpy_trained/agreement.csv",
+        accuracy="results/agreement_numpy_trained/accuracy.csv",
+        disagreements="results/agreement_numpy_trained/disagreements.csv",
+    params:
+        job=job(),
+    log:
+        "results/logs/agreement_numpy_trained.log",
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        step("agreement")

@@ -2,4 +2,5 @@
 
 python -m cnnbench.bench --weights results/model/weights.npz   # the network, every backend
 python -m cnnbench.bench.ops                                  # im2col conv layers vs torch
+python -m cnnbench.bench.training --mnist-dir DIR --threads 2  # a NumPy vs a PyTorch epoch
 """

@@ -21,6 +21,8 @@ Network (variant "loops" or "im2col"; weights from ``cnnbench.weights.load_weigh
     net = Network(load_weights(path), variant="im2col", dtype=np.float32)  # or Network.from_file
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
+Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
+    opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
     Im2colInference(load_weights(path)).logits(x) -> float32 logits (N, 10)
 
@@ -51,10 +53,12 @@ from cnnbench.ops.loops import (
 )
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward, log_softmax, softmax
 from cnnbench.ops.network import INPUT_GRADIENT, VARIANTS, ForwardCache, Network, Variant
+from cnnbench.ops.optim import Adam
 
 __all__ = [
     "INPUT_GRADIENT",
     "VARIANTS",
+    "Adam",
     "ForwardCache",
     "Im2colInference",
     "Network",

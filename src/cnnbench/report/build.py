@@ -16,6 +16,7 @@ from .sections import (
     summary,
     timing,
     training,
+    training_numpy,
     worked_example,
 )
 
@@ -28,6 +29,7 @@ def build_context(results: Results, generated_at: str) -> dict[str, Any]:
         "agreement": agreement.section(results),
         "gradcheck": gradcheck.section(results),
         "training": training.section(results),
+        "training_numpy": training_numpy.section(results),
         "timing": timing.section(results, stats),
         "worked": worked_example.section(results.worked_example_torch),
         "pipeline": provenance.pipeline_time(results),

@@ -234,3 +234,53 @@ def confusion_matrix(matrix: pd.DataFrame, title: str) -> str:
     ax.tick_params(axis="y", rotation=0)
     ax.set_title(title)
     return to_data_uri(figure)
+
+
+@_themed
+def training_overlay(torch_metrics: pd.DataFrame, numpy_metrics: pd.DataFrame) -> str:
+    """Train/test loss and test accuracy per epoch, PyTorch and NumPy overlaid."""
+    figure, (loss_ax, acc_ax) = _figure(10, 3.4, ncols=2)
+    for name, metrics, style in (("PyTorch", torch_metrics, "-"), ("NumPy", numpy_metrics, "--")):
+        for column, color in (("train_loss", "C0"), ("test_loss", "C1")):
+            loss_ax.plot(
+                metrics["epoch"],
+                metrics[column],
+                style,
+                marker="o",
+                color=color,
+                label=f"{column.removesuffix('_loss')}, {name}",
+            )
+        acc_ax.plot(
+            metrics["epoch"],
+            metrics["test_accuracy"].astype(float) * 100,
+            style,
+            marker="o",
+            color="C2" if name == "PyTorch" else "C3",
+            label=name,
+        )
+    loss_ax.set_title("Cross-entropy loss per epoch")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("loss")
+    acc_ax.set_title("Test accuracy per epoch")
+    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.set_xlabel("epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.legend()
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return to_data_uri(figure)
+
+
+@_themed
+def step_divergence(steps: pd.DataFrame, tolerance: float) -> str:
+    """Max relative parameter difference per step (log scale): the float64 check and the run."""
+    figure, ax = _figure(10, 3.4)
+    for (run, dtype), group in steps.groupby(["run", "dtype"], sort=False):
+        values = group["max_relative_parameter_difference"].astype(float).clip(lower=1e-17)
+        ax.plot(group["step"], values, label=f"{run} ({dtype})", linewidth=1)
+    ax.axhline(tolerance, color="black", linestyle=":", linewidth=1, label="float64 tolerance")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("max relative parameter difference")
+    ax.set_title("NumPy vs PyTorch, parameters after each step")
+    ax.legend()
+    return to_data_uri(figure)

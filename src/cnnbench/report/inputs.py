@@ -60,6 +60,10 @@ class Results:
     test_images: np.ndarray | None
     worked_example_torch: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)  # problems found while reading, shown on top
+    # Training in NumPy (results/training_numpy/): optional, the section is left out without them
+    training_numpy_metrics: pd.DataFrame | None = None
+    training_numpy_steps: pd.DataFrame | None = None
+    training_numpy_summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def present_backends(self) -> list[Backend]:
@@ -89,6 +93,9 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
     data_paths = {path.name: path for path in reader.paths("data")}
     weights = reader.paths("weights")
     worked = reader.paths("worked_example", quiet=True)
+    numpy_metrics = reader.paths("training_numpy_metrics", quiet=True)
+    numpy_steps = reader.paths("training_numpy_steps", quiet=True)
+    numpy_summary = reader.paths("training_numpy_summary", quiet=True)
     return Results(
         config=config or {},
         config_text=config_text,
@@ -107,6 +114,9 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
         test_images=_test_images(config, data_paths, notes),
         worked_example_torch=(_json(worked[0], notes) or None) if worked else None,
         notes=notes,
+        training_numpy_metrics=_csv(numpy_metrics[0], notes) if numpy_metrics else None,
+        training_numpy_steps=_csv(numpy_steps[0], notes) if numpy_steps else None,
+        training_numpy_summary=(_json(numpy_summary[0], notes) or {}) if numpy_summary else {},
     )
 
 

@@ -1,45 +1,35 @@
 """Reference training in PyTorch: Adam + cross-entropy, deterministic on CPU.
 
 Job: input train_images, train_labels, test_images, test_labels; output checkpoint (torch
-state_dict), metrics (per-epoch CSV); settings: the config's ``train`` section.
+state_dict), metrics (per-epoch CSV), init (the seeded initial weights, weights.npz format: the
+NumPy trainer's start); settings: the config's ``train`` section. The start and the batch order
+come from ``cnnbench.training``, shared with the NumPy trainer.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from cnnbench.data import load_split, to_model_input
-from cnnbench.errors import UserError
 from cnnbench.files import atomic_output, write_rows
 from cnnbench.job import Job, run_job
 from cnnbench.model import SimpleCNN, pick_device
 from cnnbench.runtime import progress, set_threads
-
-METRIC_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds")
-EVAL_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    lr: float
-    seed: int
-    device: str
-    limit: int | None
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch (initialisation) and return the generator that orders batches."""
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    return torch.Generator().manual_seed(seed)
+from cnnbench.training import (
+    EVAL_BATCH,
+    METRIC_COLUMNS,
+    TrainSettings,
+    epoch_orders,
+    initial_weights,
+    seeded_model,
+    training_subset,
+)
+from cnnbench.weights import save_weights
 
 
 @torch.inference_mode()
@@ -61,28 +51,22 @@ def train(
     test_split: tuple[np.ndarray, np.ndarray],
 ) -> tuple[SimpleCNN, list[dict]]:
     """Train the reference model; return it (on CPU) and one metrics row per epoch."""
-    generator = seed_everything(settings.seed)
     device = pick_device(settings.device)
-    train_images, train_labels = train_split
-    if settings.limit is not None:
-        if settings.limit > len(train_images):
-            raise UserError(
-                f"train.limit {settings.limit} exceeds the {len(train_images)} training images"
-            )
-        train_images, train_labels = train_images[: settings.limit], train_labels[: settings.limit]
+    train_images, train_labels = training_subset(settings, train_split)
     x_train = torch.from_numpy(to_model_input(train_images)).to(device)
     y_train = torch.from_numpy(train_labels.astype(np.int64)).to(device)
     x_test = torch.from_numpy(to_model_input(test_split[0])).to(device)
     y_test = torch.from_numpy(test_split[1].astype(np.int64)).to(device)
 
-    model = SimpleCNN().to(device)
+    model = seeded_model(settings.seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     criterion = nn.CrossEntropyLoss()
     history = []
-    for epoch in range(1, settings.epochs + 1):
+    orders = epoch_orders(len(x_train), settings.epochs, settings.seed)
+    for epoch, epoch_order in enumerate(orders, start=1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
+        order = torch.from_numpy(epoch_order).to(device)
         batches = range(0, len(order), settings.batch_size)
         loss_sum = 0.0
         bar = progress(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch")
@@ -122,6 +106,8 @@ def run(job: Job) -> None:
     with atomic_output(job.path("output", "checkpoint")) as temporary:
         torch.save(model.state_dict(), temporary)
     write_rows(history, METRIC_COLUMNS, job.path("output", "metrics"))
+    with atomic_output(job.path("output", "init")) as temporary:
+        save_weights(temporary, initial_weights(settings["seed"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""Adam in NumPy, computed as ``torch.optim.Adam`` computes it on the CPU.
+
+The defaults are torch's (betas (0.9, 0.999), eps 1e-8; no weight decay, no amsgrad), and so is
+the arithmetic, operation by operation and in the same order (torch/optim/adam.py,
+``_single_tensor_adam``, the path torch takes for CPU tensors), with every hyperparameter a
+Python float that NumPy, like torch, rounds to the parameters' dtype where it meets an array:
+
+    t += 1
+    m = m + (1 - beta1) * (g - m)              # exp_avg.lerp_(grad, 1 - beta1)
+    v = v * beta2 + ((1 - beta2) * g) * g      # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+    step_size = lr / (1 - beta1**t)            # Python floats (double precision)
+    denom = sqrt(v) / sqrt(1 - beta2**t) + eps # (1 - beta2**t) ** 0.5 as a Python float
+    p = p + (-step_size * m) / denom           # param.addcdiv_(exp_avg, denom, value=-step_size)
+
+What is left differs by at most a rounding per operation, and is measured, not hidden
+(tests/test_optim.py): torch's vectorised CPU kernels fuse the multiply and add of ``lerp`` and
+``addcmul`` (one FMA, one rounding), which NumPy cannot express, and its vectorised ``sqrt`` is
+not always correctly rounded (NumPy's is). So ``m``, ``v`` and the parameters may differ from
+torch's in their last bit; over many steps these roundings stay at the level of the gradients'
+own (summation-order) differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnbench.ops.checks import check_array
+
+
+class Adam:
+    """Adam over a dict of parameter arrays, updated in place by :meth:`step`.
+
+    ``parameters``: name -> floating array (e.g. ``Network.parameters``); the moments have each
+    parameter's dtype and shape. ``step(gradients)`` takes a dict with (at least) the same names,
+    each gradient of its parameter's shape and dtype.
+    """
+
+    def __init__(
+        self,
+        parameters: dict[str, np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        if not eps >= 0.0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        for index, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"betas[{index}] must be in [0, 1), got {beta}")
+        for name, value in parameters.items():
+            if not (isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)):
+                raise ValueError(f"parameter {name!r} must be a floating NumPy array")
+        self.parameters = parameters
+        self.lr = float(lr)
+        self.beta1, self.beta2 = (float(beta) for beta in betas)
+        self.eps = float(eps)
+        self.steps = 0
+        self.exp_avg = {name: np.zeros_like(value) for name, value in parameters.items()}
+        self.exp_avg_sq = {name: np.zeros_like(value) for name, value in parameters.items()}
+        # Scratch space, so that a step allocates nothing.
+        self._buffers = {
+            name: (np.empty_like(value), np.empty_like(value)) for name, value in parameters.items()
+        }
+
+    def step(self, gradients: dict[str, np.ndarray]) -> None:
+        """One Adam update of every parameter, in place, from ``gradients`` (by name)."""
+        for name, parameter in self.parameters.items():
+            if name not in gradients:
+                raise ValueError(f"no gradient for parameter {name!r}")
+            grad = gradients[name]
+            check_array(f"gradient {name!r}", grad, None, str(parameter.shape))
+            if grad.shape != parameter.shape or grad.dtype != parameter.dtype:
+                raise ValueError(
+                    f"gradient {name!r} is {grad.dtype} {grad.shape}, expected its parameter's "
+                    f"{parameter.dtype} {parameter.shape}"
+                )
+        self.steps += 1
+        step = float(self.steps)  # torch keeps the count as a tensor and reads it with .item()
+        bias_correction1 = 1 - self.beta1**step
+        bias_correction2 = 1 - self.beta2**step
+        step_size = self.lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
+        for name, parameter in self.parameters.items():
+            grad = gradients[name]
+            exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
+            buffer, update = self._buffers[name]
+            # exp_avg.lerp_(grad, 1 - beta1); weight < 0.5: self + weight * (end - self)
+            np.subtract(grad, exp_avg, out=buffer)
+            buffer *= 1 - self.beta1
+            exp_avg += buffer
+            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            exp_avg_sq *= self.beta2
+            np.multiply(grad, 1 - self.beta2, out=buffer)
+            buffer *= grad
+            exp_avg_sq += buffer
+            # denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            np.sqrt(exp_avg_sq, out=buffer)
+            buffer /= bias_correction2_sqrt
+            buffer += self.eps
+            # param.addcdiv_(exp_avg, denom, value=-step_size): param + (-step_size * m) / denom
+            np.multiply(exp_avg, -step_size, out=update)
+            update /= buffer
+            parameter += update

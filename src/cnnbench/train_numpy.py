@@ -1,0 +1,264 @@
+"""Training with the hand-written backward pass (NumPy), step for step beside PyTorch.
+
+Both trainers start from the torch trainer's seeded initial weights
+(``training.initial_weights``) and take the same mini-batches in the same order
+(``training.epoch_orders``): mean cross-entropy,
+Adam with torch's defaults. The NumPy side is the ``im2col`` network's ``loss_and_gradients`` and
+``cnnbench.ops.Adam``; nothing of it uses torch.
+
+    NumpyTrainer(initial, lr, dtype).step(x, labels) -> loss     one Adam step, in NumPy
+    TorchTrainer(initial, lr, dtype).step(x, labels) -> loss     the same step, in PyTorch
+    side_by_side(...)                                            both, with a row per step
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnbench.data import to_model_input
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.model import model_from_weights
+from cnnbench.numerics import max_norm_relative_error
+from cnnbench.ops import Adam, Network, cross_entropy
+from cnnbench.runtime import progress
+from cnnbench.training import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
+
+STEP_COLUMNS = (
+    "dtype",
+    "step",
+    "epoch",
+    "loss_torch",
+    "loss_numpy",
+    "loss_relative_difference",
+    "max_relative_parameter_difference",
+)
+
+
+class NumpyTrainer:
+    """The NumPy network (``variant``, ``dtype``) from ``initial`` weights, trained by Adam."""
+
+    def __init__(
+        self,
+        initial: dict[str, np.ndarray],
+        lr: float,
+        dtype: type[np.floating] | np.dtype,
+        variant: str = "im2col",
+    ) -> None:
+        # A copy: the network's arrays are stepped in place.
+        self.network = Network(
+            {name: np.array(value) for name, value in initial.items()}, variant, dtype
+        )
+        self.optimizer = Adam(self.network.parameters, lr=lr)
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        """One Adam step on the batch (``x`` in the network's dtype); the batch's mean loss."""
+        loss, gradients = self.network.loss_and_gradients(x, labels)
+        self.optimizer.step(gradients)  # steps the parameters; ignores dLoss/dx ("input")
+        return float(loss)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return self.network.parameters
+
+
+class TorchTrainer:
+    """``SimpleCNN`` (in ``dtype``) from ``initial`` weights, trained by ``torch.optim.Adam``."""
+
+    def __init__(
+        self, initial: dict[str, np.ndarray], lr: float, dtype: type[np.floating] | np.dtype
+    ) -> None:
+        torch_dtype = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+        self.model = model_from_weights(initial, torch_dtype).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.criterion = nn.CrossEntropyLoss()
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        self.optimizer.zero_grad()
+        # Copied with torch's own strides, as the torch trainer's batches are: NumPy strides the
+        # channel axis (of size 1) differently, and oneDNN then picks kernels that round
+        # differently. So this run is the torch trainer's, bit for bit (tests/test_train_numpy.py).
+        inputs = torch.from_numpy(x).clone(memory_format=torch.contiguous_format)
+        loss = self.criterion(self.model(inputs), torch.from_numpy(labels))
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: p.detach().numpy() for name, p in self.model.named_parameters()}
+
+
+def max_relative_difference(
+    actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]
+) -> float:
+    """The largest max-norm relative difference of any parameter tensor."""
+    return max(max_norm_relative_error(actual[name], expected[name]) for name in PARAMETER_SHAPES)
+
+
+def batches(
+    n_images: int, epochs: int, batch_size: int, seed: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(epoch, image indices) of every mini-batch, in training order, as the torch trainer."""
+    for epoch, order in enumerate(epoch_orders(n_images, epochs, seed), start=1):
+        for start in range(0, n_images, batch_size):
+            yield epoch, order[start : start + batch_size]
+
+
+@dataclass
+class Prepared:
+    """A run's training inputs in one dtype: images (N, 1, 28, 28) and int64 labels."""
+
+    x: np.ndarray
+    labels: np.ndarray
+
+
+def prepare(images: np.ndarray, labels: np.ndarray, dtype) -> Prepared:
+    return Prepared(to_model_input(images).astype(dtype, copy=False), labels.astype(np.int64))
+
+
+def evaluate_numpy(network: Network, data: Prepared) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split, as the torch trainer's ``evaluate``."""
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(data.x), EVAL_BATCH):
+        logits = network.logits(data.x[start : start + EVAL_BATCH])
+        target = data.labels[start : start + EVAL_BATCH]
+        loss_sum += float(cross_entropy(logits, target)) * len(target)
+        correct += int((logits.argmax(1) == target).sum())
+    return loss_sum / len(data.x), correct / len(data.x)
+
+
+def side_by_side(
+    settings: TrainSettings,
+    train_split: tuple[np.ndarray, np.ndarray],
+    initial: dict[str, np.ndarray],
+    dtype,
+    steps: int | None = None,
+    variant: str = "im2col",
+    on_step: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Train NumPy and PyTorch in ``dtype`` from ``initial`` on the same batches, step by step.
+
+    ``steps``: stop after this many (None: the whole configured run). One row per step
+    (``STEP_COLUMNS``): both losses, their relative difference, and the largest max-norm
+    relative difference of any parameter after the step.
+    """
+    images, labels = training_subset(settings, train_split)
+    data = prepare(images, labels, dtype)
+    numpy_trainer = NumpyTrainer(initial, settings.lr, dtype, variant)
+    torch_trainer = TorchTrainer(initial, settings.lr, dtype)
+    rows = []
+    all_batches = batches(len(data.x), settings.epochs, settings.batch_size, settings.seed)
+    total = settings.epochs * -(-len(data.x) // settings.batch_size)
+    total = total if steps is None else min(steps, total)
+    bar = progress(
+        itertools.islice(all_batches, total),
+        total=total,
+        desc=f"side by side, {np.dtype(dtype).name}",
+        unit="step",
+    )
+    for step, (epoch, batch) in enumerate(bar, start=1):
+        x, y = data.x[batch], data.labels[batch]
+        loss_numpy = numpy_trainer.step(x, y)
+        loss_torch = torch_trainer.step(x, y)
+        row = step_row(dtype, step, epoch, loss_torch, loss_numpy, numpy_trainer, torch_trainer)
+        rows.append(row)
+        if on_step is not None:
+            on_step(row)
+    return rows
+
+
+def step_row(dtype, step, epoch, loss_torch, loss_numpy, numpy_trainer, torch_trainer) -> dict:
+    return {
+        "dtype": np.dtype(dtype).name,
+        "step": step,
+        "epoch": epoch,
+        "loss_torch": loss_torch,
+        "loss_numpy": loss_numpy,
+        "loss_relative_difference": abs(loss_numpy - loss_torch) / abs(loss_torch),
+        "max_relative_parameter_difference": max_relative_difference(
+            numpy_trainer.parameters(), torch_trainer.parameters()
+        ),
+    }
+
+
+@dataclass
+class NumpyRun:
+    """A whole NumPy training run: its final weights (float32, the npz format's dict), one
+    metrics row per epoch (``training.METRIC_COLUMNS``), and, when PyTorch trained beside it, one
+    row per step (``STEP_COLUMNS``) and the PyTorch side's final weights (float32)."""
+
+    weights: dict[str, np.ndarray]
+    history: list[dict]
+    steps: list[dict]
+    torch_weights: dict[str, np.ndarray] | None
+
+
+def train_numpy(
+    settings: TrainSettings,
+    train_split: tuple[np.ndarray, np.ndarray],
+    test_split: tuple[np.ndarray, np.ndarray],
+    initial: dict[str, np.ndarray],
+    dtype,
+    alongside_torch: bool = True,
+) -> NumpyRun:
+    """The whole configured training in NumPy (``dtype``), from ``initial``.
+
+    Metrics' ``seconds``: the NumPy epoch's own time (its steps and its evaluation). With
+    ``alongside_torch``, PyTorch trains beside it in the same dtype on the same batches
+    (untimed): in float32 and at the torch trainer's thread count, that is the torch trainer's
+    own run, bit for bit.
+    """
+    images, labels = training_subset(settings, train_split)
+    data = prepare(images, labels, dtype)
+    test = prepare(*test_split, dtype)
+    numpy_trainer = NumpyTrainer(initial, settings.lr, dtype)
+    torch_trainer = TorchTrainer(initial, settings.lr, dtype) if alongside_torch else None
+    history, rows = [], []
+    n_batches = -(-len(data.x) // settings.batch_size)
+    all_batches = batches(len(data.x), settings.epochs, settings.batch_size, settings.seed)
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
+        seconds, loss_sum = 0.0, 0.0
+        bar = progress(range(n_batches), desc=f"epoch {epoch}/{settings.epochs}", unit="batch")
+        for _ in bar:
+            step += 1
+            batch_epoch, batch = next(all_batches)
+            assert batch_epoch == epoch
+            x, y = data.x[batch], data.labels[batch]
+            started = time.perf_counter()
+            loss = numpy_trainer.step(x, y)
+            seconds += time.perf_counter() - started
+            loss_sum += loss * len(batch)
+            if torch_trainer is not None:
+                loss_torch = torch_trainer.step(x, y)
+                rows.append(
+                    step_row(dtype, step, epoch, loss_torch, loss, numpy_trainer, torch_trainer)
+                )
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        started = time.perf_counter()
+        test_loss, test_accuracy = evaluate_numpy(numpy_trainer.network, test)
+        seconds += time.perf_counter() - started
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / len(data.x),
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+                "seconds": seconds,
+            }
+        )
+    return NumpyRun(
+        as_float32(numpy_trainer.parameters()),
+        history,
+        rows,
+        None if torch_trainer is None else as_float32(torch_trainer.parameters()),
+    )
+
+
+def as_float32(parameters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.array(value, dtype=np.float32) for name, value in parameters.items()}

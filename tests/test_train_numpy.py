@@ -1,0 +1,173 @@
+"""The NumPy trainer follows PyTorch's training step for step (float64), on real MNIST images."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from conftest import run_step
+
+from cnnbench import train_numpy
+from cnnbench import training as train
+from cnnbench.data import load_split
+from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.runtime import set_threads
+from cnnbench.steps import train as torch_trainer
+from cnnbench.weights import load_weights, save_weights
+
+# 400 images, batches of 16: 25 steps an epoch, 8 epochs = 200 steps.
+CHECK = train.TrainSettings(epochs=8, batch_size=16, lr=0.001, seed=0, device="cpu", limit=400)
+LOSS_TOLERANCE = 1e-10
+PARAMETER_TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def splits(mnist_dir):
+    train_split = load_split(
+        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz"
+    )
+    test_images, test_labels = load_split(
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+    )
+    return train_split, (test_images[:300], test_labels[:300])
+
+
+def assert_in_step(rows: list[dict], steps: int) -> None:
+    assert [row["step"] for row in rows] == list(range(1, steps + 1))
+    for row in rows:
+        assert row["dtype"] == "float64"
+        assert row["loss_relative_difference"] <= LOSS_TOLERANCE, row
+        assert row["max_relative_parameter_difference"] <= PARAMETER_TOLERANCE, row
+
+
+def test_im2col_training_follows_torch_for_200_steps_in_float64(splits):
+    set_threads(1)
+    initial = train.initial_weights(CHECK.seed)
+    rows = train_numpy.side_by_side(CHECK, splits[0], initial, np.float64, steps=200)
+    assert_in_step(rows, 200)
+    assert [row["epoch"] for row in rows[::25]] == list(range(1, 9))
+    # It learns: the last epoch's losses are well below the first steps' (about log 10).
+    assert np.mean([row["loss_torch"] for row in rows[:5]]) > 2.0
+    assert np.mean([row["loss_numpy"] for row in rows[-25:]]) < 0.5
+    # Round-off does accumulate, far below the tolerance: visible, not zero.
+    assert max(row["max_relative_parameter_difference"] for row in rows) > 0
+
+
+def test_loops_network_takes_the_same_steps(splits):
+    set_threads(1)
+    settings = train.TrainSettings(1, 4, 0.001, 0, "cpu", 8)
+    initial = train.initial_weights(0)
+    rows = train_numpy.side_by_side(settings, splits[0], initial, np.float64, 2, "loops")
+    assert_in_step(rows, 2)
+    im2col_rows = train_numpy.side_by_side(settings, splits[0], initial, np.float64, 2)
+    for loops_row, im2col_row in zip(rows, im2col_rows, strict=True):
+        assert loops_row["loss_numpy"] == pytest.approx(im2col_row["loss_numpy"], rel=1e-12)
+
+
+def test_batches_follow_the_torch_trainers_orders():
+    steps = list(train_numpy.batches(10, 2, 4, seed=1))
+    assert [epoch for epoch, _ in steps] == [1, 1, 1, 2, 2, 2]
+    assert [len(batch) for _, batch in steps] == [4, 4, 2] * 2
+    first, second = train.epoch_orders(10, 2, seed=1)
+    np.testing.assert_array_equal(np.concatenate([batch for _, batch in steps[:3]]), first)
+    np.testing.assert_array_equal(np.concatenate([batch for _, batch in steps[3:]]), second)
+
+
+def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits):
+    set_threads(1)
+    settings = train.TrainSettings(2, 32, 0.001, 0, "cpu", 512)
+    initial = train.initial_weights(0)
+    run = train_numpy.train_numpy(settings, splits[0], splits[1], initial, np.float32)
+    weights, history, rows = run.weights, run.history, run.steps
+    assert list(weights) == list(PARAMETER_SHAPES)
+    assert all(value.dtype == np.float32 for value in weights.values())
+    assert [tuple(row) for row in history] == [train.METRIC_COLUMNS] * 2
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_accuracy"] > 0.5
+    assert [row["step"] for row in rows] == list(range(1, 33))
+    assert {row["dtype"] for row in rows} == {"float32"}
+    # float32 round-off, amplified by Adam where a gradient is near eps (its update is
+    # g / (|g| + eps) * lr, so a tiny gradient's relative error moves a weight by up to lr):
+    # measured about 1.5e-4 after step 1 and below 5e-4 after 32 steps.
+    assert all(0 < row["max_relative_parameter_difference"] < 3e-3 for row in rows)
+    assert all(row["loss_relative_difference"] < 1e-5 for row in rows)
+    torch_model, torch_history = torch_trainer.train(settings, splits[0], splits[1])
+    for name, tensor in torch_model.state_dict().items():
+        np.testing.assert_array_equal(run.torch_weights[name], tensor.numpy(), err_msg=name)
+    # The torch side is the torch trainer's own run (same start, same batches): same losses.
+    for epoch, torch_row in enumerate(torch_history):
+        loss_sum = 0.0
+        for row in rows[16 * epoch : 16 * (epoch + 1)]:
+            loss_sum += row["loss_torch"] * 32
+        assert loss_sum / 512 == torch_row["train_loss"]
+    for name, value in train.initial_weights(0).items():  # the start was not stepped in place
+        np.testing.assert_array_equal(initial[name], value)
+    assert history[-1]["test_accuracy"] == pytest.approx(
+        torch_history[-1]["test_accuracy"], abs=0.02
+    )
+
+
+def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
+    from cnnbench.steps import train_numpy as step
+
+    save_weights(tmp_path / "init.npz", train.initial_weights(0))
+    files = {
+        "train_images": "train-images-idx3-ubyte.gz",
+        "train_labels": "train-labels-idx1-ubyte.gz",
+        "test_images": "t10k-images-idx3-ubyte.gz",
+        "test_labels": "t10k-labels-idx1-ubyte.gz",
+    }
+    out = {
+        "metrics": tmp_path / "metrics.csv",
+        "steps": tmp_path / "steps.csv",
+        "weights": tmp_path / "weights_numpy.npz",
+        "manifest": tmp_path / "manifest_numpy.json",
+        "summary": tmp_path / "summary.json",
+    }
+    train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "device": "cpu"}
+    run_step(
+        step,
+        input={**{r: mnist_dir / f for r, f in files.items()}, "init": tmp_path / "init.npz"},
+        output=out,
+        settings={
+            "train": {**train_config, "limit": 256, "threads": 1},
+            "train_numpy": {"dtype": "float32", "check_steps": 5},
+            "dataset_name": "MNIST",
+        },
+    )
+    with open(out["steps"]) as stream:
+        rows = list(csv.DictReader(stream))
+    # 5 float64 check steps (256 images, batch 128: 2 an epoch, so into the orders of epoch 3),
+    # then the 2 steps of the float32 run.
+    assert [(r["run"], r["dtype"], r["step"], r["epoch"]) for r in rows] == [
+        ("check", "float64", "1", "1"),
+        ("check", "float64", "2", "1"),
+        ("check", "float64", "3", "2"),
+        ("check", "float64", "4", "2"),
+        ("check", "float64", "5", "3"),
+        ("training", "float32", "1", "1"),
+        ("training", "float32", "2", "1"),
+    ]
+    assert all(float(r["max_relative_parameter_difference"]) <= 1e-9 for r in rows[:5])
+    with open(out["metrics"]) as stream:
+        (metrics,) = list(csv.DictReader(stream))
+    assert tuple(metrics) == train.METRIC_COLUMNS
+    manifest = json.loads(out["manifest"].read_text())
+    assert manifest["weights_file"] == "weights_numpy.npz"
+    assert manifest["sha256"] == hashlib.sha256(out["weights"].read_bytes()).hexdigest()
+    assert manifest["train_config"]["train_numpy"] == {"dtype": "float32", "check_steps": 5}
+    assert manifest["final_metrics"]["test_accuracy"] == float(metrics["test_accuracy"])
+    assert list(load_weights(out["weights"])) == list(PARAMETER_SHAPES)
+    summary = json.loads(out["summary"].read_text())
+    assert summary["test_images"] == 10000
+    # the PyTorch model and the NumPy network evaluate the same weights: at most a near-tie apart
+    assert summary["test_accuracy_numpy"] == pytest.approx(
+        float(metrics["test_accuracy"]), abs=2e-4
+    )
+    assert summary["test_accuracy_torch"] == pytest.approx(summary["test_accuracy_numpy"], abs=0.05)
+    assert summary["same_predictions"] >= 9000
+    assert summary["check"]["max_relative_parameter_difference"] <= 1e-9
