@@ -1,0 +1,56 @@
+"""The side-by-side bench (``python -m cnnbench.bench``) repeated in fresh processes: how much each
+backend's median moves from one process to the next.
+
+Runs ``cnnbench.bench`` with ``--processes`` (every backend in one process, interleaved rounds, the
+same images and weights; then again in a fresh process, ``processes`` times) and writes its
+``--json`` summary: {"processes", "clock", "threads", "batch_size", "per_process": [{"latency":
+{backend: s}, "batch": {backend: s per image}, "batches", "load_average", "floor_s", "clock"}]}.
+Nothing is measured here: the bench's own code measures.
+
+Job: input weights, test_images, test_labels; output json; settings: the config's ``bench``
+section (processes, rounds, images, batch_size, loop_images) with ``backends`` and ``threads``
+from ``inference``.
+"""
+
+from __future__ import annotations
+
+from cnnbench.bench.__main__ import main as bench
+from cnnbench.job import Job, run_job
+
+
+def arguments(job: Job) -> list[str]:
+    """The bench's command line for this job."""
+    settings = job.settings
+    return [
+        "--weights",
+        str(job.path("input", "weights")),
+        "--test-images",
+        str(job.path("input", "test_images")),
+        "--test-labels",
+        str(job.path("input", "test_labels")),
+        "--backends",
+        *settings["backends"],
+        "--processes",
+        str(settings["processes"]),
+        "--rounds",
+        str(settings["rounds"]),
+        "--images",
+        str(settings["images"]),
+        "--batch-size",
+        str(settings["batch_size"]),
+        "--loop-images",
+        str(settings["loop_images"]),
+        "--threads",
+        str(settings["threads"]),
+        "--no-stages",
+        "--json",
+        str(job.path("output", "json")),
+    ]
+
+
+def run(job: Job) -> None:
+    bench(arguments(job))
+
+
+if __name__ == "__main__":
+    run_job(run)
