@@ -37,7 +37,6 @@ from cnnbench.runtime import load_average, set_threads
 from cnnbench.timing import timed_predictions
 
 
-
 def ratio_base(names) -> str | None:
     """The backend every ratio is taken to: a production peer (``backends.PEERS``), else the
     reference, whichever is among ``names`` first in that order; None if neither is."""

@@ -123,7 +123,11 @@ def verdict(results: Results) -> tuple[dict[str, str], str]:
     parts = []
     if own:
         several = len(own) > 1
-        parts.append(f"all {len(own)} hand-written backends" if several else f"the hand-written backend {own[0]}")
+        parts.append(
+            f"all {len(own)} hand-written backends"
+            if several
+            else f"the hand-written backend {own[0]}"
+        )
     if peers:
         parts.append(f"the production peer{'s' if len(peers) > 1 else ''} {', '.join(peers)}")
     who = " and ".join(parts)

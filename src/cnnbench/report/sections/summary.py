@@ -84,7 +84,9 @@ def _row(results: Results, backend: Backend, stats: dict[str, dict[str, float]])
         "median": fmt.duration(own["median"]),
         "p95": fmt.duration(own["p95"]),
         "speedup": speedup(name, own, stats.get(REFERENCE)),
-        "versus_peer": versus_peer(name, own, stats.get(results.peer.name) if results.peer else None),
+        "versus_peer": versus_peer(
+            name, own, stats.get(results.peer.name) if results.peer else None
+        ),
         "total": fmt.duration(own["total"]),
     }
 

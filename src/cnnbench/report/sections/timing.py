@@ -119,7 +119,7 @@ def _variance_sentence(rows: dict[str, dict[str, Any]], processes: int) -> str:
     focus = focus or max(moved, key=lambda row: row["latency"]["spread_pct"])
     latency = focus["latency"]
     return (
-        f"Between {processes} fresh processes, {focus['name']}'s batch-1 median ranged "
+        f"Between {processes} fresh processes, the batch-1 median of {focus['name']} ranged "
         f"{latency['min']}–{latency['max']}: a spread of {latency['spread']} of its median "
         f"({latency['median']})."
     )
