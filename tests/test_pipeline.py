@@ -25,6 +25,8 @@ SMALL = {
         "throughput_loop_images": 4,
         "throughput_repeats": 1,
     },
+    # the bench in fresh processes, as cheap as it goes while still showing a spread
+    "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
@@ -90,11 +92,20 @@ def test_pipeline_produces_every_result(pipeline):
         for backend in BACKENDS
         for size in (("1", "4") if backend in SLOW else ("1", "8"))
     }
+    # the bench in 2 fresh processes: one median per backend and process, batch 1 and batch 8
+    bench = json.loads((results / "bench_processes.json").read_text())
+    assert bench["processes"] == 2 and bench["batch_size"] == 8
+    assert len(bench["per_process"]) == 2
+    for run in bench["per_process"]:
+        assert list(run["latency"]) == BACKENDS and list(run["batch"]) == BACKENDS
+        assert all(seconds > 0 for seconds in (*run["latency"].values(), *run["batch"].values()))
+        assert run["batches"] == {name: 1 if name in SLOW else 8 for name in BACKENDS}
     environment = json.loads((results / "environment.json").read_text())
     assert environment["threads"] == 1
     report = (results / "report.html").read_text()
     assert "numpy_loops" in report and "onnxruntime" in report and manifest["sha256"] in report
-    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1"):
+    assert 'id="variance-table"' in report and "Between 2 fresh processes" in report
+    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1", "bench_processes"):
         assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
         assert (results / f"logs/{rule}.log").is_file(), rule
 

@@ -7,11 +7,10 @@ multiple of the peer's; torch stays the correctness reference and keeps its own 
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pandas as pd
-
-import statistics
 
 from cnnbench.backends import PEERS, REFERENCE
 
