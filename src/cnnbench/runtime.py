@@ -31,15 +31,18 @@ def set_threads(threads: int) -> None:
         # numba refuses a changed NUMBA_NUM_THREADS once loaded; numba.set_num_threads covers it.
         if not (variable == "NUMBA_NUM_THREADS" and "numba" in sys.modules):
             os.environ[variable] = str(threads)
+    # numba first: its first set_num_threads starts its OpenMP thread pool, which resets torch's
+    # thread count to NUMBA_NUM_THREADS once torch has read it (torch 2.13, numba's omp layer);
+    # threadpoolctl and torch then set the final counts.
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         torch.set_num_threads(threads)
-    if "numba" in sys.modules:
-        numba = sys.modules["numba"]
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 @contextlib.contextmanager
