@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnbench import data
+from cnnbench.errors import UserError
 
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 TEST_LABELS_MD5 = "ec29112dd5afa0611ce80d1b7f02629c"
@@ -74,6 +75,27 @@ def test_load_split_rejects_count_mismatch_and_swapped_files(tmp_path):
         data.load_split(images, labels)
     with pytest.raises(data.DataError, match="holds labels"):
         data.load_split(labels, labels)
+
+
+def test_load_split_rejects_labels_outside_the_classes(tmp_path):
+    images = write_idx(tmp_path / "images.idx", data.IMAGES_MAGIC, (3, 28, 28), bytes(3 * 784))
+    labels = write_idx(tmp_path / "labels.idx", data.LABELS_MAGIC, (3,), bytes([9, 200, 10]))
+    with pytest.raises(data.DataError) as caught:
+        data.load_split(images, labels)
+    message = str(caught.value)
+    assert message.startswith(f"{labels}: label 200 at index 1 (2 labels in all) is outside 0..9")
+    assert "\n" not in message and isinstance(caught.value, UserError)
+    good = write_idx(tmp_path / "good.idx", data.LABELS_MAGIC, (3,), bytes([0, 9, 5]))
+    assert data.load_split(images, good)[1].tolist() == [0, 9, 5]
+
+
+def test_load_split_rejects_images_of_another_size(tmp_path):
+    images = write_idx(tmp_path / "small.idx", data.IMAGES_MAGIC, (2, 14, 14), bytes(2 * 196))
+    labels = write_idx(tmp_path / "labels.idx", data.LABELS_MAGIC, (2,), bytes([1, 2]))
+    with pytest.raises(
+        data.DataError, match=r"small\.idx: images are 14x14 pixels, the network takes 28x28"
+    ):
+        data.load_split(images, labels)
 
 
 def test_to_model_input_scales_like_training():

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnbench.errors import UserError
+from cnnbench.geometry import INPUT_SHAPE, NUM_CLASSES
 from cnnbench.runtime import atomic_output
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -25,11 +27,11 @@ LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 DIGESTS = ("md5", "sha256")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset file that is missing, damaged, or not what the config says it is."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """No mirror delivered a file whose checksums match."""
 
 
@@ -78,7 +80,8 @@ def _is_gzip(path: Path) -> bool:
 
 
 def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, rows, cols) and labels (N,) as uint8; counts and label values are checked."""
+    """Images (N, rows, cols) and labels (N,) as uint8, checked against the network: as many
+    labels as images, images of its input size, label values among its classes."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3:
@@ -88,6 +91,17 @@ def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.nda
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+        )
+    if images.shape[1:] != INPUT_SHAPE[1:]:
+        raise DataError(
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]} pixels, the network "
+            f"takes {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} (check dataset.files in config.yaml)"
+        )
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if len(bad):
+        raise DataError(
+            f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} ({len(bad)} labels in all) "
+            f"is outside 0..{NUM_CLASSES - 1}, the network's classes (check dataset.files in config.yaml)"
         )
     return images, labels
 
