@@ -1,6 +1,12 @@
 import gzip
 import hashlib
+import http.server
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -203,3 +209,119 @@ def test_download_cli_error_exit(tmp_path, mnist_dir, capsys):
         )
     assert "checksum mismatch" in str(caught.value.code)
     assert not (tmp_path / "o" / "x").exists()
+
+
+# ----------------------------------------------------------------------------- bounded downloads
+
+
+class _Mirror(http.server.BaseHTTPRequestHandler):
+    """A misbehaving mirror on 127.0.0.1; the first path component picks the fault."""
+
+    payload = b""  # the real file, set by the fixture
+
+    def do_GET(self):
+        fault = self.path.strip("/").split("/")[0]
+        self.send_response(200)
+        if fault == "good":
+            self.send_header("Content-Length", str(len(self.payload)))
+            self.end_headers()
+            self.wfile.write(self.payload)
+            return
+        if fault == "lying":  # announces one size, the config says another
+            self.send_header("Content-Length", str(10 * len(self.payload)))
+            self.end_headers()
+            return
+        self.end_headers()
+        try:
+            if fault == "endless":  # no Content-Length, never stops
+                while True:
+                    self.wfile.write(b"\0" * 65536)
+            elif fault == "stalled":  # a few bytes, then silence
+                self.wfile.write(b"\x1f\x8b")
+                self.wfile.flush()
+                time.sleep(5)
+            elif fault == "trickle":  # a byte every 50 ms: each read succeeds, the whole never ends
+                for _ in range(200):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_mirror(mnist_dir):
+    _Mirror.payload = (mnist_dir / TEST_LABELS).read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Mirror)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _fetch(tmp_path, mirrors, **options):
+    out = tmp_path / "out" / TEST_LABELS
+    options = {"attempts": 1, "timeout_s": 5.0, "log": print, **options}
+    return out, data.download(TEST_LABELS, mirrors, out, {"sha256": TEST_LABELS_SHA256}, **options)
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "reason"),
+    [
+        ("endless", {"size": 4542}, "sent more than 4542 bytes (the config's size); stopped"),
+        ("lying", {"size": 4542}, "announces 45420 bytes, the config's size is 4542"),
+        ("stalled", {"timeout_s": 0.5}, "timed out (nothing received for 0.5 s)"),
+        ("trickle", {"deadline_s": 0.5}, "too slow: "),
+    ],
+)
+def test_download_is_bounded_and_names_the_mirror(tmp_path, http_mirror, fault, options, reason):
+    started = time.monotonic()
+    with pytest.raises(data.DownloadError) as caught:
+        _fetch(tmp_path, [f"{http_mirror}/{fault}/"], **options)
+    assert time.monotonic() - started < 4
+    message = str(caught.value)
+    assert message.startswith(
+        f"could not download {TEST_LABELS}: {http_mirror}/{fault}/{TEST_LABELS}: {reason}"
+    )
+    assert "\n" not in message and "check dataset.mirrors in config.yaml" in message
+    assert list((tmp_path / "out").iterdir()) == []  # nothing kept, no temporary left
+
+
+def test_download_without_any_size_stops_at_the_cap(tmp_path, http_mirror, monkeypatch):
+    monkeypatch.setattr(data, "MAX_BYTES", 1 << 20)
+    with pytest.raises(data.DownloadError, match=r"sent more than 1048576 bytes \(the 1 GiB cap"):
+        _fetch(tmp_path, [f"{http_mirror}/endless/"])
+
+
+def test_download_falls_back_from_a_bad_mirror_to_a_good_one(tmp_path, http_mirror):
+    out, digests = _fetch(tmp_path, [f"{http_mirror}/endless/", f"{http_mirror}/good/"], size=4542)
+    assert digests["sha256"] == TEST_LABELS_SHA256 and out.stat().st_size == 4542
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_download_step_removes_its_temporary_file_when_stopped(tmp_path, http_mirror, stop):
+    out_dir = tmp_path / "out"
+    command = [sys.executable, "-m", "cnnbench.data", "--file", TEST_LABELS, "--out"]
+    command += [str(out_dir / TEST_LABELS), "--mirror", f"{http_mirror}/endless/"]
+    process = subprocess.Popen(
+        [*command, "--sha256", TEST_LABELS_SHA256],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out_dir.is_dir() and any(p.stat().st_size for p in out_dir.iterdir())):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + stop
+    assert f"stopped by {signal.Signals(stop).name}" in stderr
+    assert list(out_dir.iterdir()) == []

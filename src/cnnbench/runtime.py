@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -64,6 +65,25 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def exit_on_signals(signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into SystemExit(128 + signal) inside the block, so every
+    ``finally`` (``atomic_output``'s removal of its temporary file) runs before the process ends.
+    Python's default for SIGTERM is to die on the spot, leaving temporary files behind."""
+
+    def stop(number, frame):
+        name = signal.Signals(number).name
+        print(f"stopped by {name}: removing temporary files", file=sys.stderr)
+        raise SystemExit(128 + number)
+
+    previous = {number: signal.signal(number, stop) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def declared_threads(actual: int, workflow_cores: int | None, machine_cores: int) -> int:

@@ -5,6 +5,11 @@ rule download:
         mirrors=lambda wildcards: " ".join(f"--mirror {shlex.quote(url)}" for url in DATASET["mirrors"]),
         md5=lambda wildcards: DATA_FILES[wildcards.filename].get("md5", ""),
         sha256=lambda wildcards: DATA_FILES[wildcards.filename].get("sha256", ""),
+        size=lambda wildcards: (
+            f"--size {DATA_FILES[wildcards.filename]['size']}"
+            if "size" in DATA_FILES[wildcards.filename]
+            else ""
+        ),
     wildcard_constraints:
         filename="|".join(map(re.escape, DATA_FILES)),
     log:
@@ -17,4 +22,4 @@ rule download:
         ENV
     shell:
         "python -m cnnbench.data --file {wildcards.filename} {params.mirrors} "
-        "--md5 '{params.md5}' --sha256 '{params.sha256}' --out {output} > {log} 2>&1"
+        "--md5 '{params.md5}' --sha256 '{params.sha256}' {params.size} --out {output} > {log} 2>&1"
