@@ -12,22 +12,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from mnist_source import MnistMissing, locate_mnist
 
 from cnnbench.model import SimpleCNN
 from cnnbench.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(os.environ.get("CNNBENCH_MNIST_DIR", REPO.parent / "shared" / "mnist"))
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    if not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.fail(
-            f"no MNIST files in {MNIST_DIR}: put the four official .gz files there or set "
-            "CNNBENCH_MNIST_DIR (see README, 'Offline, or with a local copy of MNIST')"
-        )
-    return MNIST_DIR
+    """The four official MNIST files: see tests/mnist_source.py for where they are looked for."""
+    try:
+        return locate_mnist(log=lambda message: print(message, file=sys.stderr))
+    except MnistMissing as missing:
+        pytest.fail(f"{missing} (see README, 'Offline, or with a local copy of MNIST')")
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,10 @@ import time
 import urllib.error
 import urllib.request
 
+import mnist_source
 import numpy as np
 import pytest
+import yaml
 
 from cnnbench import data
 from cnnbench.errors import UserError
@@ -325,3 +327,51 @@ def test_download_step_removes_its_temporary_file_when_stopped(tmp_path, http_mi
     assert process.returncode == 128 + stop
     assert f"stopped by {signal.Signals(stop).name}" in stderr
     assert list(out_dir.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- the tests' MNIST
+
+
+def test_a_fresh_clone_fetches_mnist_once_into_a_cache(tmp_path, mnist_dir):
+    """Outside this layout (no ../shared/mnist) the tests download MNIST once, verified."""
+    repo = tmp_path / "clone" / "cnnbench"
+    repo.mkdir(parents=True)
+    config = yaml.safe_load((mnist_source.REPO / "config.yaml").read_text())
+    config["dataset"]["mirrors"] = [(tmp_path / "offline").as_uri() + "/", mnist_dir.as_uri() + "/"]
+    (repo / "config.yaml").write_text(yaml.safe_dump(config))
+    cache = tmp_path / "cache"
+    messages = []
+    assert mnist_source.locate_mnist({}, repo, cache, log=messages.append) == cache
+    assert sum(m.startswith("fetching") for m in messages) == 4
+    assert sum(m.startswith("verified") for m in messages) == 4
+    for spec in config["dataset"]["files"].values():
+        assert data.file_digests(cache / spec["file"])["sha256"] == spec["sha256"]
+
+    messages.clear()  # second session: nothing fetched
+    assert mnist_source.locate_mnist({}, repo, cache, log=messages.append) == cache
+    assert messages == []
+    (cache / TEST_LABELS).write_bytes(b"damaged")  # a damaged copy is fetched again
+    assert mnist_source.locate_mnist({}, repo, cache, log=messages.append) == cache
+    assert [m for m in messages if m.startswith("fetching")] == [
+        f"fetching {TEST_LABELS} into {cache} (once; checksums verified)"
+    ]
+    assert hashlib.md5((cache / TEST_LABELS).read_bytes()).hexdigest() == TEST_LABELS_MD5
+
+    shared = tmp_path / "clone" / "shared" / "mnist"  # this layout: ../shared/mnist wins
+    shutil.copytree(cache, shared)
+    assert mnist_source.locate_mnist({}, repo, tmp_path / "unused") == shared
+    assert mnist_source.locate_mnist({"CNNBENCH_MNIST_DIR": str(cache)}, repo) == cache
+    with pytest.raises(mnist_source.MnistMissing, match="does not hold the four MNIST"):
+        mnist_source.locate_mnist({"CNNBENCH_MNIST_DIR": str(tmp_path)}, repo)
+
+
+def test_no_mnist_and_no_mirror_says_what_to_do(tmp_path):
+    repo = tmp_path / "cnnbench"
+    repo.mkdir()
+    config = yaml.safe_load((mnist_source.REPO / "config.yaml").read_text())
+    config["dataset"]["mirrors"] = [(tmp_path / "offline").as_uri() + "/"]
+    (repo / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(mnist_source.MnistMissing) as caught:
+        mnist_source.locate_mnist({}, repo, tmp_path / "cache", log=print)
+    message = str(caught.value)
+    assert "the download failed (could not download t10k-images-idx3-ubyte.gz: file://" in message
