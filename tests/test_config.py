@@ -1,6 +1,7 @@
 """config.yaml and its schema: the defaults validate, bad values are refused naming the key."""
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,21 @@ def test_nan_and_dotdot_stop_snakemake_with_one_message(tmp_path, run_snakemake)
     assert dotdot.returncode != 0
     assert "On instance['dataset']['files']['test_labels']['file']" in dotdot.stdout + dotdot.stderr
     assert not (workdir / "results").exists()
+
+
+def test_more_inference_threads_than_cores_warns_before_any_job(tmp_path, run_snakemake):
+    machine = os.cpu_count() or 1
+    too_many = run_snakemake(
+        tmp_path / "a", {"inference": {"threads": machine + 1}}, "-n", "--cores", "1", timeout=120
+    )
+    output = too_many.stdout + too_many.stderr
+    assert too_many.returncode == 0, output
+    expected = (
+        f"inference.threads is {machine + 1} but --cores is 1: every timed job would run "
+        if machine > 1
+        else "inference.threads is 2 but this machine has 1 cores: every timed job would run "
+    )
+    assert expected in output
+    assert "Set inference.threads to at most 1." in output
+    fits = run_snakemake(tmp_path / "b", {}, "-n", "--cores", "1", timeout=120)
+    assert fits.returncode == 0 and "inference.threads is" not in fits.stdout + fits.stderr

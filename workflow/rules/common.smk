@@ -38,6 +38,20 @@ def total_cores():
 
 
 CORES = total_cores()
+# Before any job, dry runs included: a timed job with more busy threads than cores measures
+# contention, not the backend (README, "Honest timings").
+TIMED_CORES = min(CORES or MACHINE_CORES, MACHINE_CORES)
+if workflow.is_main_process and INFERENCE["threads"] > TIMED_CORES:
+    limit = (
+        f"--cores is {CORES}"
+        if CORES and CORES < MACHINE_CORES
+        else f"this machine has {MACHINE_CORES} cores"
+    )
+    logger.warning(
+        f"inference.threads is {INFERENCE['threads']} but {limit}: every "
+        f"timed job would run {INFERENCE['threads']} busy threads on {TIMED_CORES} core(s) and "
+        f"time the contention. Set inference.threads to at most {TIMED_CORES}."
+    )
 if workflow.is_main_process and not workflow.dryrun and CORES:
     if CORES > MACHINE_CORES:
         logger.warning(
