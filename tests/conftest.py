@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import torch
 import yaml
 from mnist_source import MnistMissing, locate_mnist
 
+from cnnbench.job import run_job
 from cnnbench.model import SimpleCNN
 from cnnbench.weights import save_weights
 
@@ -53,6 +55,20 @@ def weights_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "weights.npz"
     save_weights(path, _torch_init_arrays())
     return path
+
+
+def run_step(step, input=None, output=None, settings=None) -> None:
+    """Run a pipeline step's module (``cnnbench.steps.<step>``) through its job entry point,
+    exactly as a rule does, with the named files and settings given."""
+    job = {"input": _strings(input or {}), "output": _strings(output or {}), "settings": settings}
+    run_job(step.run, [json.dumps({key: value or {} for key, value in job.items()})])
+
+
+def _strings(files: dict) -> dict:
+    return {
+        name: [str(p) for p in value] if isinstance(value, list | tuple) else str(value)
+        for name, value in files.items()
+    }
 
 
 @pytest.fixture(scope="session")

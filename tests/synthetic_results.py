@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cnnbench.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.steps.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 
 ALL_BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
 MEDIAN_LATENCY = {

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_step
 
-from cnnbench import agreement, inference
+from cnnbench.steps import agreement
+from cnnbench.tables import LOGIT_COLUMNS, read_predictions, write_predictions
 
 IMAGES = 8
 PLANTED = 5  # the image on which backend "c" disagrees with "a" and "b"
@@ -21,10 +23,10 @@ def write_table(path: Path, logits: np.ndarray, labels: np.ndarray, start: int =
             "label": labels,
             "pred": logits.argmax(axis=1),
             "latency_s": 0.001,
-            **{column: logits[:, k] for k, column in enumerate(inference.LOGIT_COLUMNS)},
+            **{column: logits[:, k] for k, column in enumerate(LOGIT_COLUMNS)},
         }
     )
-    inference.write_predictions(table, path)
+    write_predictions(table, path)
     return path
 
 
@@ -52,8 +54,7 @@ def test_planted_disagreement_counted_and_listed(planted, tmp_path):
     outputs = {
         kind: tmp_path / f"out_{kind}.csv" for kind in ("agreement", "accuracy", "disagreements")
     }
-    options = [str(item) for kind, path in outputs.items() for item in (f"--out-{kind}", path)]
-    agreement.main([*options, *map(str, paths)])
+    run_step(agreement, input={"predictions": paths}, output=outputs)
     pairs = pd.read_csv(outputs["agreement"]).set_index(["backend_a", "backend_b"])
     assert list(pairs.reset_index().columns) == agreement.AGREEMENT_COLUMNS
     assert sorted(pairs.index) == [("a", "b"), ("a", "c"), ("b", "c")]
@@ -89,7 +90,7 @@ def test_planted_disagreement_counted_and_listed(planted, tmp_path):
 def test_pairs_compared_over_common_images(planted, tmp_path):
     paths, labels, logits = planted
     partial = write_table(tmp_path / "partial" / "d.csv", logits["a"][4:], labels[4:], start=4)
-    tables = {path.stem: inference.read_predictions(path) for path in (paths[0], partial)}
+    tables = {path.stem: read_predictions(path) for path in (paths[0], partial)}
     pairs, accuracy, listed = agreement.compare(tables)
     assert pairs.loc[0, "images"] == IMAGES - 4 and pairs.loc[0, "agree"] == IMAGES - 4
     assert pairs.loc[0, "max_abs_logit_diff"] == 0
@@ -100,7 +101,7 @@ def test_pairs_compared_over_common_images(planted, tmp_path):
 def test_different_labels_refused(planted, tmp_path):
     paths, labels, logits = planted
     other = write_table(tmp_path / "other" / "e.csv", logits["a"], (labels + 1) % 10)
-    tables = {path.stem: inference.read_predictions(path) for path in (paths[0], other)}
+    tables = {path.stem: read_predictions(path) for path in (paths[0], other)}
     with pytest.raises(ValueError, match="not the same test set"):
         agreement.compare(tables)
 

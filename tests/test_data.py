@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import http.server
+import json
 import shutil
 import signal
 import subprocess
@@ -14,9 +15,11 @@ import mnist_source
 import numpy as np
 import pytest
 import yaml
+from conftest import run_step
 
 from cnnbench import data
 from cnnbench.errors import UserError
+from cnnbench.steps import download as download_step
 
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 TEST_LABELS_MD5 = "ec29112dd5afa0611ce80d1b7f02629c"
@@ -194,22 +197,17 @@ def test_download_refuses_unverified_files(tmp_path, mnist_mirror):
         data.download(TEST_LABELS, [mnist_mirror], tmp_path / "x", {"md5": "", "sha256": ""})
 
 
-def test_download_cli_error_exit(tmp_path, mnist_dir, capsys):
+def test_download_step_error_is_one_line(tmp_path, mnist_dir, capsys):
     shutil.copy(mnist_dir / TEST_LABELS, tmp_path / TEST_LABELS)
     with pytest.raises(SystemExit) as caught:
-        data.main(
-            [
-                "--file",
-                TEST_LABELS,
-                "--mirror",
-                tmp_path.as_uri(),
-                "--md5",
-                "0" * 32,
-                "--out",
-                str(tmp_path / "o" / "x"),
-            ]
+        run_step(
+            download_step,
+            output={"file": tmp_path / "o" / "x"},
+            settings={"file": TEST_LABELS, "mirrors": [tmp_path.as_uri()], "md5": "0" * 32},
         )
-    assert "checksum mismatch" in str(caught.value.code)
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "checksum mismatch" in error and "Traceback" not in error
     assert not (tmp_path / "o" / "x").exists()
 
 
@@ -308,10 +306,16 @@ def test_download_falls_back_from_a_bad_mirror_to_a_good_one(tmp_path, http_mirr
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_download_step_removes_its_temporary_file_when_stopped(tmp_path, http_mirror, stop):
     out_dir = tmp_path / "out"
-    command = [sys.executable, "-m", "cnnbench.data", "--file", TEST_LABELS, "--out"]
-    command += [str(out_dir / TEST_LABELS), "--mirror", f"{http_mirror}/endless/"]
+    job = {
+        "output": {"file": str(out_dir / TEST_LABELS)},
+        "settings": {
+            "file": TEST_LABELS,
+            "mirrors": [f"{http_mirror}/endless/"],
+            "sha256": TEST_LABELS_SHA256,
+        },
+    }
     process = subprocess.Popen(
-        [*command, "--sha256", TEST_LABELS_SHA256],
+        [sys.executable, "-m", "cnnbench.steps.download", json.dumps(job)],
         stderr=subprocess.PIPE,
         text=True,
     )

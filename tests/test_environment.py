@@ -12,8 +12,9 @@ import numpy as np
 def test_environment_record(tmp_path):
     """Run as the pipeline does, in its own process: thread settings are process-wide."""
     out = tmp_path / "environment.json"
+    job = json.dumps({"output": {"json": str(out)}, "settings": {"threads": 1}})
     subprocess.run(
-        [sys.executable, "-m", "cnnbench.environment", "--threads", "1", "--out", str(out)],
+        [sys.executable, "-m", "cnnbench.steps.environment", job],
         check=True,
     )
     record = json.loads(out.read_text())

@@ -1,4 +1,4 @@
-"""python -m cnnbench.gradcheck on small random weights and real MNIST test images."""
+"""The gradient-check step on small random weights and real MNIST test images."""
 
 from __future__ import annotations
 
@@ -7,27 +7,27 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import run_step
 
-from cnnbench import gradcheck
-from cnnbench.ops import VARIANTS, Network, linear_backward
+from cnnbench import numerics
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.ops import VARIANTS, Network, linear_backward
+from cnnbench.steps import gradcheck
 
 BATCH, SAMPLES = 2, 3
 
 
 def run(weights_path, mnist_dir, out):
-    gradcheck.main(
-        [
-            "--weights", str(weights_path),
-            "--test-images", str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
-            "--test-labels", str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
-            "--batch-size", str(BATCH),
-            "--samples", str(SAMPLES),
-            "--seed", "0",
-            "--threads", "1",
-            "--out", str(out),
-        ]
-    )  # fmt: skip
+    run_step(
+        gradcheck,
+        input={
+            "weights": weights_path,
+            "test_images": mnist_dir / "t10k-images-idx3-ubyte.gz",
+            "test_labels": mnist_dir / "t10k-labels-idx1-ubyte.gz",
+        },
+        output={"csv": out},
+        settings={"batch_size": BATCH, "samples": SAMPLES, "seed": 0},
+    )
 
 
 def test_all_rows_pass(weights_path, mnist_dir, tmp_path, capsys):
@@ -111,6 +111,6 @@ def test_float32_tolerance_follows_float32_rounding(init_arrays, mnist_dir):
     )
     torch32 = gradcheck.torch_gradients(confident, x, labels[:4], gradcheck.torch.float32)
     for row in float32_rows:
-        rounding = gradcheck.max_norm_relative_error(torch32[row["tensor"]], torch64[row["tensor"]])
+        rounding = numerics.max_norm_relative_error(torch32[row["tensor"]], torch64[row["tensor"]])
         assert row["tolerance"] == max(1e-4, 3 * rounding)
         assert row["passed"]

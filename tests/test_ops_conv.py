@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from finite_differences import central_difference, elementwise_relative_error
+from finite_differences import elementwise_relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnbench.gradcheck import max_norm_relative_error
+from cnnbench.numerics import central_difference, max_norm_relative_error
 from cnnbench.ops import (
     col2im,
     conv2d_backward_im2col,

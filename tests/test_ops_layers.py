@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from finite_differences import central_difference, elementwise_relative_error
+from finite_differences import elementwise_relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnbench.gradcheck import max_norm_relative_error
+from cnnbench.numerics import central_difference, max_norm_relative_error
 from cnnbench.ops import (
     cross_entropy,
     cross_entropy_backward,

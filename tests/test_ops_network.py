@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from cnnbench.data import load_split, to_model_input
-from cnnbench.gradcheck import max_norm_relative_error, torch_gradients
-from cnnbench.model import model_from_weights
-from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Im2colInference, Network, cross_entropy
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.model import model_from_weights
+from cnnbench.numerics import max_norm_relative_error
+from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Im2colInference, Network, cross_entropy
+from cnnbench.steps.gradcheck import torch_gradients
 from cnnbench.weights import WeightsError, save_weights
 
 TENSORS = (*PARAMETER_SHAPES, INPUT_GRADIENT)

@@ -17,9 +17,9 @@ from synthetic_results import (
     write_synthetic_results,
 )
 
-from cnnbench import worked_example
 from cnnbench.report import build_report, fmt, load_results, render
 from cnnbench.report import worked_example as worked
+from cnnbench.steps import worked_example
 
 # ---------------------------------------------------------------------------- helpers
 

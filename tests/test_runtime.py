@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.runtime import atomic_output, declared_threads, set_threads
+from cnnbench.files import atomic_output
+from cnnbench.runtime import declared_threads, set_threads
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

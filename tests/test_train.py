@@ -5,11 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_step
 
-from cnnbench import export, train
 from cnnbench.data import load_split
-from cnnbench.runtime import set_threads
+from cnnbench.errors import UserError
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.runtime import set_threads
+from cnnbench.steps import export, train
 from cnnbench.weights import load_weights, save_weights
 
 SMALL = train.TrainSettings(epochs=1, batch_size=32, lr=0.001, seed=3, device="cpu", limit=1024)
@@ -41,11 +43,11 @@ def test_training_is_deterministic_and_learns(splits):
 
 
 def test_training_limit_beyond_dataset_is_an_error(splits):
-    with pytest.raises(ValueError, match=r"train\.limit 70000 exceeds the 60000 training images"):
+    with pytest.raises(UserError, match=r"train\.limit 70000 exceeds the 60000 training images"):
         train.train(train.TrainSettings(1, 64, 0.001, 0, "cpu", 70000), *splits)
 
 
-def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
+def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
     data = {
         "train_images": mnist_dir / "train-images-idx3-ubyte.gz",
         "train_labels": mnist_dir / "train-labels-idx1-ubyte.gz",
@@ -55,38 +57,22 @@ def test_cli_train_then_export_gives_identical_npz_twice(tmp_path, mnist_dir):
     digests = []
     for run in ("a", "b"):
         out = tmp_path / run
-        train.main(
-            [f"--{role.replace('_', '-')}={path}" for role, path in data.items()]
-            + [
-                "--epochs=1",
-                "--batch-size=128",
-                "--lr=0.001",
-                "--seed=0",
-                "--device=cpu",
-                "--limit=512",
-                "--threads=1",
-                f"--checkpoint={out / 'ck.pt'}",
-                f"--metrics={out / 'metrics.csv'}",
-            ]
-        )
-        train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "limit": 512}
-        export.main(
-            [
-                "--checkpoint",
-                str(out / "ck.pt"),
-                "--metrics",
-                str(out / "metrics.csv"),
-                "--train-config",
-                json.dumps(train_config),
-                "--dataset-name",
-                "MNIST",
-                "--data",
-                *(f"{role}={path}" for role, path in data.items()),
-                "--weights",
-                str(out / "weights.npz"),
-                "--manifest",
-                str(out / "manifest.json"),
-            ]
+        train_config = {
+            "epochs": 1,
+            "batch_size": 128,
+            "lr": 0.001,
+            "seed": 0,
+            "device": "cpu",
+            "limit": 512,
+            "threads": 1,
+        }
+        model_files = {"checkpoint": out / "ck.pt", "metrics": out / "metrics.csv"}
+        run_step(train, input=data, output=model_files, settings=train_config)
+        run_step(
+            export,
+            input={**data, **model_files},
+            output={"weights": out / "weights.npz", "manifest": out / "manifest.json"},
+            settings={"train": train_config, "dataset_name": "MNIST"},
         )
         digests.append(hashlib.sha256((out / "weights.npz").read_bytes()).hexdigest())
         manifest = json.loads((out / "manifest.json").read_text())

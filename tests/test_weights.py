@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnnbench.model import SimpleCNN, model_from_weights
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.model import SimpleCNN, model_from_weights
 from cnnbench.weights import WeightsError, load_weights, save_weights
 
 

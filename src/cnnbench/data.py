@@ -5,11 +5,9 @@ Any dataset in MNIST's layout (Fashion-MNIST, KMNIST, ...) works by changing the
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import http.client
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -19,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnbench.errors import UserError
+from cnnbench.files import atomic_output
 from cnnbench.geometry import INPUT_SHAPE, NUM_CLASSES
-from cnnbench.runtime import atomic_output, exit_on_signals
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -252,43 +250,3 @@ def _is_permanent(error: Exception) -> bool:
         return 400 <= error.code < 500 and error.code not in (408, 429)
     reason = getattr(error, "reason", error)
     return isinstance(reason, FileNotFoundError | IsADirectoryError | PermissionError)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cnnbench.data --file NAME --mirror URL [--mirror URL ...] --md5 X --sha256 Y [--size N] --out PATH``"""
-    parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.data", description=download.__doc__.splitlines()[0]
-    )
-    parser.add_argument("--file", required=True, help="file name relative to each mirror")
-    parser.add_argument(
-        "--mirror", required=True, action="append", help="base URL; repeat to try several in order"
-    )
-    parser.add_argument("--md5", default="")
-    parser.add_argument("--sha256", default="")
-    parser.add_argument("--size", type=int, default=None, help="expected size in bytes")
-    parser.add_argument("--attempts", type=int, default=3)
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to connect and per read"
-    )
-    parser.add_argument("--deadline", type=float, default=600.0, help="seconds per transfer")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    try:
-        with exit_on_signals():
-            download(
-                args.file,
-                args.mirror,
-                args.out,
-                {"md5": args.md5, "sha256": args.sha256},
-                size=args.size,
-                attempts=args.attempts,
-                timeout_s=args.timeout,
-                deadline_s=args.deadline,
-                log=lambda message: print(message, file=sys.stderr),
-            )
-    except (DataError, DownloadError) as error:
-        sys.exit(f"error: {error}")
-
-
-if __name__ == "__main__":
-    main()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import UserError
+from cnnbench.runtime import exit_on_signals
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,16 @@ def run_job(step: Callable[[Job], None], argv: list[str] | None = None) -> None:
     Bugs keep their traceback; a fault in the user's input exits 2 with what, where and how to fix.
     """
     args = sys.argv[1:] if argv is None else argv
-    module = step.__module__.removesuffix(".__main__")
+    source = sys.modules[step.__module__]
+    spec = getattr(source, "__spec__", None)  # run with -m, the module is __main__
+    module = (spec.name if spec else step.__module__).removesuffix(".__main__")
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        doc = sys.modules[step.__module__].__doc__ or ""
+        doc = source.__doc__ or ""
         print(f"usage: python -m {module} JOB\n\n{doc.strip()}\n\n{__doc__.strip()}")
         raise SystemExit(0 if args and args[0] in ("-h", "--help") else 2)
     try:
-        step(Job.from_json(args[0]))
+        with exit_on_signals():  # SIGTERM/SIGINT: every atomic output's temporary file removed
+            step(Job.from_json(args[0]))
     except UserError as error:
         print(f"{module}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,4 +1,4 @@
-"""Process-wide settings shared by every pipeline step: thread counts and all-or-nothing outputs."""
+"""Process-wide settings shared by every step and benchmark: threads, progress bars, load."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import math
 import os
 import signal
 import sys
-import tempfile
+import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 _THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -47,27 +46,6 @@ def set_threads(threads: int) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    # mkstemp creates 0600; results are ordinary files, readable as the umask allows.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-@contextlib.contextmanager
 def exit_on_signals(signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
     """Turn SIGTERM and SIGINT into SystemExit(128 + signal) inside the block, so every
     ``finally`` (``atomic_output``'s removal of its temporary file) runs before the process ends.
@@ -78,6 +56,9 @@ def exit_on_signals(signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
         print(f"stopped by {name}: removing temporary files", file=sys.stderr)
         raise SystemExit(128 + number)
 
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
     previous = {number: signal.signal(number, stop) for number in signals}
     try:
         yield
@@ -108,6 +89,6 @@ def progress(iterable, **options):
     return tqdm(iterable, file=sys.stderr, mininterval=0.1 if interactive else 10.0, **options)
 
 
-def optional_int(text: str) -> int | None:
-    """argparse type for counts where "none" (the config's null) means "all"."""
-    return None if text.lower() in ("none", "null") else int(text)
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages, where the platform has them."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None

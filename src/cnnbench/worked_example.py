@@ -1,19 +1,12 @@
 """The seed notebook's worked example: a 4×4 image with two channels, two 2×2 kernels, stride 2.
 
-The report computes it live with ``cnnbench.ops``; PyTorch's answer comes from this module's
-pipeline step, since the report itself never runs torch:
-
-    python -m cnnbench.worked_example --out results/worked_example_torch.json
+The report computes it live with ``cnnbench.ops``; PyTorch's answer comes from the pipeline step
+``cnnbench.steps.worked_example``, since the report itself never runs torch.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
-
-from cnnbench.runtime import atomic_output
 
 STRIDE = 2
 PADDING = 0
@@ -28,30 +21,3 @@ def example_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     w = np.ones((2, 2, 2, 2), dtype=np.float64)
     b = np.array([1.0, 2.0])
     return x, w, b
-
-
-def torch_result() -> dict:
-    """``torch.nn.functional.conv2d`` on the example, in float64, as the report reads it."""
-    import torch
-
-    x, w, b = (torch.from_numpy(array) for array in example_inputs())
-    output = torch.nn.functional.conv2d(x, w, b, stride=STRIDE, padding=PADDING)
-    return {
-        "function": "torch.nn.functional.conv2d",
-        "torch": torch.__version__,
-        "output": output.tolist(),
-    }
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.worked_example", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--out", required=True, help="output JSON")
-    args = parser.parse_args(argv)
-    with atomic_output(args.out) as temporary:
-        temporary.write_text(json.dumps(torch_result(), indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()

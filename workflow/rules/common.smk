@@ -108,10 +108,19 @@ def shard_files(extension):
     ]
 
 
-def as_json_arg(value):
-    """A config subtree as one shell-quoted JSON word."""
-    return shlex.quote(json.dumps(value, sort_keys=True))
+def job(settings=None):
+    """The `job` param of every rule: its named inputs and outputs and its settings (a config
+    section, or a function of the wildcards) as one shell-quoted JSON word, the convention of
+    cnnbench.job. Steps read everything from it, so nothing is restated as flags."""
+
+    def make(wildcards, input, output):
+        value = settings(wildcards) if callable(settings) else settings
+        files = {"input": dict(input.items()), "output": dict(output.items())}
+        return shlex.quote(json.dumps({**files, "settings": value or {}}, sort_keys=True))
+
+    return make
 
 
-def optional(value):
-    return "none" if value is None else value
+def step(name):
+    """The shell command of a rule whose step is cnnbench.steps.<name>."""
+    return f"python -m cnnbench.steps.{name} {{params.job}} > {{log}} 2>&1"

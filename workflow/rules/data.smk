@@ -1,15 +1,8 @@
 rule download:
     output:
-        "results/data/{filename}",
+        file="results/data/{filename}",
     params:
-        mirrors=lambda wildcards: " ".join(f"--mirror {shlex.quote(url)}" for url in DATASET["mirrors"]),
-        md5=lambda wildcards: DATA_FILES[wildcards.filename].get("md5", ""),
-        sha256=lambda wildcards: DATA_FILES[wildcards.filename].get("sha256", ""),
-        size=lambda wildcards: (
-            f"--size {DATA_FILES[wildcards.filename]['size']}"
-            if "size" in DATA_FILES[wildcards.filename]
-            else ""
-        ),
+        job=job(lambda wildcards: {"mirrors": DATASET["mirrors"], **DATA_FILES[wildcards.filename]}),
     wildcard_constraints:
         filename="|".join(map(re.escape, DATA_FILES)),
     log:
@@ -21,5 +14,4 @@ rule download:
     conda:
         ENV
     shell:
-        "python -m cnnbench.data --file {wildcards.filename} {params.mirrors} "
-        "--md5 '{params.md5}' --sha256 '{params.sha256}' {params.size} --out {output} > {log} 2>&1"
+        step("download")

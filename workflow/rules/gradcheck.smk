@@ -3,11 +3,9 @@ rule gradcheck:
         weights=WEIGHTS,
         **TEST_DATA,
     output:
-        report("results/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"),
+        csv=report("results/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"),
     params:
-        batch_size=GRADCHECK["batch_size"],
-        samples=GRADCHECK["samples"],
-        seed=GRADCHECK["seed"],
+        job=job(GRADCHECK),
     log:
         "results/logs/gradcheck.log",
     benchmark:
@@ -19,14 +17,14 @@ rule gradcheck:
     conda:
         ENV
     shell:
-        "python -m cnnbench.gradcheck --weights {input.weights} --test-images {input.test_images} "
-        "--test-labels {input.test_labels} --batch-size {params.batch_size} "
-        "--samples {params.samples} --seed {params.seed} --threads 1 --out {output} > {log} 2>&1"
+        step("gradcheck")
 
 
 rule torch_worked_example:
     output:
-        "results/worked_example_torch.json",
+        json="results/worked_example_torch.json",
+    params:
+        job=job(),
     log:
         "results/logs/torch_worked_example.log",
     threads: 1
@@ -36,4 +34,4 @@ rule torch_worked_example:
     conda:
         ENV
     shell:
-        "python -m cnnbench.worked_example --out {output} > {log} 2>&1"
+        step("worked_example")

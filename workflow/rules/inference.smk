@@ -13,10 +13,14 @@ rule infer_shard:
         csv=temp("results/inference/shards/{backend}/{shard}.csv"),
         meta=temp("results/inference/shards/{backend}/{shard}.json"),
     params:
-        shards=lambda wildcards: shards_of(wildcards.backend),
-        limit=optional(INFERENCE["limit"]),
-        warmup=INFERENCE["warmup"],
-        threads=INFERENCE["threads"],
+        job=job(
+            lambda wildcards: INFERENCE
+            | {
+                "backend": wildcards.backend,
+                "shard": int(wildcards.shard),
+                "shards": shards_of(wildcards.backend),
+            }
+        ),
     wildcard_constraints:
         backend="|".join(BACKENDS),
         shard=r"\d+",
@@ -32,11 +36,7 @@ rule infer_shard:
     conda:
         ENV
     shell:
-        "python -m cnnbench.inference run --backend {wildcards.backend} --weights {input.weights} "
-        "--test-images {input.test_images} --test-labels {input.test_labels} "
-        "--limit {params.limit} --shard {wildcards.shard} --shards {params.shards} "
-        "--warmup {params.warmup} --threads {params.threads} "
-        "--out {output.csv} --meta {output.meta} > {log} 2>&1"
+        step("infer")
 
 
 rule gather_inference:
@@ -51,6 +51,8 @@ rule gather_inference:
             subcategory="{backend}",
         ),
         meta="results/inference/{backend}.json",
+    params:
+        job=job(),
     wildcard_constraints:
         backend="|".join(BACKENDS),
     log:
@@ -62,8 +64,7 @@ rule gather_inference:
     conda:
         ENV
     shell:
-        "python -m cnnbench.inference gather --out {output.csv} --meta {output.meta} {input.csv} "
-        "> {log} 2>&1"
+        step("gather")
 
 
 rule throughput:
@@ -71,13 +72,9 @@ rule throughput:
         weights=WEIGHTS,
         **TEST_DATA,
     output:
-        report("results/throughput.csv", caption="../report/throughput.rst", category="Timing"),
+        csv=report("results/throughput.csv", caption="../report/throughput.rst", category="Timing"),
     params:
-        backends=" ".join(BACKENDS),
-        batch_sizes=" ".join(map(str, INFERENCE["throughput_batch_sizes"])),
-        loop_images=INFERENCE["throughput_loop_images"],
-        repeats=INFERENCE["throughput_repeats"],
-        threads=INFERENCE["threads"],
+        job=job(INFERENCE),
     log:
         "results/logs/throughput.log",
     benchmark:
@@ -89,22 +86,20 @@ rule throughput:
     conda:
         ENV
     shell:
-        "python -m cnnbench.throughput --weights {input.weights} "
-        "--test-images {input.test_images} --test-labels {input.test_labels} "
-        "--backends {params.backends} --batch-sizes {params.batch_sizes} "
-        "--loop-images {params.loop_images} --repeats {params.repeats} "
-        "--threads {params.threads} --out {output} > {log} 2>&1"
+        step("throughput")
 
 
 rule agreement:
     input:
-        expand("results/inference/{backend}.csv", backend=BACKENDS),
+        predictions=expand("results/inference/{backend}.csv", backend=BACKENDS),
     output:
         agreement=report(
             "results/agreement.csv", caption="../report/agreement.rst", category="Agreement"
         ),
         accuracy="results/accuracy.csv",
         disagreements="results/disagreements.csv",
+    params:
+        job=job(),
     log:
         "results/logs/agreement.log",
     threads: 1
@@ -114,16 +109,14 @@ rule agreement:
     conda:
         ENV
     shell:
-        "python -m cnnbench.agreement --out-agreement {output.agreement} "
-        "--out-accuracy {output.accuracy} --out-disagreements {output.disagreements} "
-        "{input} > {log} 2>&1"
+        step("agreement")
 
 
 rule record_environment:
     output:
-        "results/environment.json",
+        json="results/environment.json",
     params:
-        threads=INFERENCE["threads"],
+        job=job({"threads": INFERENCE["threads"]}),
     log:
         "results/logs/record_environment.log",
     threads: 1
@@ -133,4 +126,4 @@ rule record_environment:
     conda:
         ENV
     shell:
-        "python -m cnnbench.environment --threads {params.threads} --out {output} > {log} 2>&1"
+        step("environment")

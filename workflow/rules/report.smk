@@ -23,7 +23,7 @@ rule report:
     output:
         report("results/report.html", caption="../report/report_html.rst", category="Report"),
     params:
-        config=as_json_arg(config),
+        config=shlex.quote(json.dumps(config, sort_keys=True)),
     log:
         "results/logs/report.log",
     threads: 1

@@ -11,13 +11,7 @@ rule train:
             category="Training",
         ),
     params:
-        epochs=TRAIN["epochs"],
-        batch_size=TRAIN["batch_size"],
-        lr=TRAIN["lr"],
-        seed=TRAIN["seed"],
-        device=TRAIN["device"],
-        limit=optional(TRAIN["limit"]),
-        threads=TRAIN["threads"],
+        job=job(TRAIN),
     log:
         "results/logs/train.log",
     benchmark:
@@ -29,12 +23,7 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m cnnbench.train --train-images {input.train_images} "
-        "--train-labels {input.train_labels} --test-images {input.test_images} "
-        "--test-labels {input.test_labels} --epochs {params.epochs} "
-        "--batch-size {params.batch_size} --lr {params.lr} --seed {params.seed} "
-        "--device {params.device} --limit {params.limit} --threads {params.threads} "
-        "--checkpoint {output.checkpoint} --metrics {output.metrics} > {log} 2>&1"
+        step("train")
 
 
 rule export_weights:
@@ -48,8 +37,7 @@ rule export_weights:
         weights=WEIGHTS,
         manifest="results/model/manifest.json",
     params:
-        train_config=as_json_arg(TRAIN),
-        dataset_name=shlex.quote(DATASET["name"]),
+        job=job({"train": TRAIN, "dataset_name": DATASET["name"]}),
     log:
         "results/logs/export_weights.log",
     benchmark:
@@ -61,8 +49,4 @@ rule export_weights:
     conda:
         ENV
     shell:
-        "python -m cnnbench.export --checkpoint {input.checkpoint} --metrics {input.metrics} "
-        "--train-config {params.train_config} --dataset-name {params.dataset_name} "
-        "--data train_images={input.train_images} train_labels={input.train_labels} "
-        "test_images={input.test_images} test_labels={input.test_labels} "
-        "--weights {output.weights} --manifest {output.manifest} > {log} 2>&1"
+        step("export")

@@ -60,7 +60,9 @@ def _output_size(
             f"padding {padding} leaves no output for a {height}x{width} input and a {kh}x{kw} "
             f"kernel: expected H + 2*padding >= kh and W + 2*padding >= kw"
         )
-    return conv_output_size(height, kh, stride, padding), conv_output_size(width, kw, stride, padding)
+    return conv_output_size(height, kh, stride, padding), conv_output_size(
+        width, kw, stride, padding
+    )
 
 
 def _check_weight(x: np.ndarray, w: np.ndarray, layouts: tuple[str, str], inputs: str) -> None:

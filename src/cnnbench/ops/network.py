@@ -13,6 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnbench.geometry import (
+    CONV_LAYERS,
+    CONV_PADDING,
+    CONV_STRIDE,
+    LINEAR_LAYERS,
+    PARAMETER_SHAPES,
+)
 from cnnbench.ops.im2col import conv2d_backward_im2col, conv2d_im2col
 from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
 from cnnbench.ops.loops import (
@@ -22,8 +29,8 @@ from cnnbench.ops.loops import (
     linear_loops,
 )
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward
-from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, LINEAR_LAYERS, PARAMETER_SHAPES
 from cnnbench.weights import check_parameters, load_weights
+
 INPUT_GRADIENT = "input"  # key of dLoss/dx among the gradients, beside the parameter names
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from cnnbench.runtime import atomic_output
+from cnnbench.files import atomic_output
 
 from .build import build_context
 from .inputs import Results, load_results

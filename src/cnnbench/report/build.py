@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnbench.agreement import margins
 from cnnbench.data import file_digests
-from cnnbench.inference import LOGIT_COLUMNS
-from cnnbench.ops import softmax
 from cnnbench.geometry import NUM_CLASSES
+from cnnbench.ops import softmax
+from cnnbench.steps.agreement import margins
+from cnnbench.tables import LOGIT_COLUMNS
 
 from . import figures, fmt
 from . import worked_example as worked

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from cnnbench.data import read_idx
-from cnnbench.inference import COLUMNS as INFERENCE_COLUMNS
+from cnnbench.tables import PREDICTION_COLUMNS as INFERENCE_COLUMNS
 
 BENCHMARK_COLUMNS = [
     "s",

@@ -1,14 +1,11 @@
 """Reference training in PyTorch: Adam + cross-entropy, deterministic on CPU.
 
-    python -m cnnbench.train --train-images P --train-labels P --test-images P --test-labels P \
-        --epochs 5 --batch-size 128 --lr 0.001 --seed 0 --device auto --limit none --threads 2 \
-        --checkpoint results/model/checkpoint.pt --metrics results/training/metrics.csv
+Job: input train_images, train_labels, test_images, test_labels; output checkpoint (torch
+state_dict), metrics (per-epoch CSV); settings: the config's ``train`` section.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
 import time
 from dataclasses import dataclass
@@ -18,8 +15,11 @@ import torch
 from torch import nn
 
 from cnnbench.data import load_split, to_model_input
+from cnnbench.errors import UserError
+from cnnbench.files import atomic_output, write_rows
+from cnnbench.job import Job, run_job
 from cnnbench.model import SimpleCNN, pick_device
-from cnnbench.runtime import atomic_output, optional_int, progress, set_threads
+from cnnbench.runtime import progress, set_threads
 
 METRIC_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds")
 EVAL_BATCH = 1000
@@ -31,8 +31,8 @@ class TrainSettings:
     batch_size: int
     lr: float
     seed: int
-    device: str = "auto"
-    limit: int | None = None
+    device: str
+    limit: int | None
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -66,7 +66,7 @@ def train(
     train_images, train_labels = train_split
     if settings.limit is not None:
         if settings.limit > len(train_images):
-            raise ValueError(
+            raise UserError(
                 f"train.limit {settings.limit} exceeds the {len(train_images)} training images"
             )
         train_images, train_labels = train_images[: settings.limit], train_labels[: settings.limit]
@@ -111,47 +111,18 @@ def train(
     return model.cpu(), history
 
 
-def write_metrics(path, history: list[dict]) -> None:
-    with atomic_output(path) as temporary, open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.train", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--train-images", required=True)
-    parser.add_argument("--train-labels", required=True)
-    parser.add_argument("--test-images", required=True)
-    parser.add_argument("--test-labels", required=True)
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--limit", type=optional_int, default=None, help="training images to use (none = all)"
-    )
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--checkpoint", required=True, help="output: torch state_dict")
-    parser.add_argument("--metrics", required=True, help="output: per-epoch metrics CSV")
-    args = parser.parse_args(argv)
-
-    set_threads(args.threads)
-    settings = TrainSettings(
-        args.epochs, args.batch_size, args.lr, args.seed, args.device, args.limit
-    )
+def run(job: Job) -> None:
+    settings = dict(job.settings)
+    set_threads(settings.pop("threads"))
     model, history = train(
-        settings,
-        load_split(args.train_images, args.train_labels),
-        load_split(args.test_images, args.test_labels),
+        TrainSettings(**settings),
+        load_split(job.path("input", "train_images"), job.path("input", "train_labels")),
+        load_split(job.path("input", "test_images"), job.path("input", "test_labels")),
     )
-    with atomic_output(args.checkpoint) as temporary:
+    with atomic_output(job.path("output", "checkpoint")) as temporary:
         torch.save(model.state_dict(), temporary)
-    write_metrics(args.metrics, history)
+    write_rows(history, METRIC_COLUMNS, job.path("output", "metrics"))
 
 
 if __name__ == "__main__":
-    main()
+    run_job(run)

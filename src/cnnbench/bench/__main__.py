@@ -20,12 +20,10 @@ import numpy as np
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
-from cnnbench.environment import load_average
-from cnnbench.inference import timed_predictions
-from cnnbench.ops import Im2colInference
-from cnnbench.runtime import set_threads
 from cnnbench.geometry import NUM_CLASSES
-
+from cnnbench.ops import Im2colInference
+from cnnbench.runtime import load_average, set_threads
+from cnnbench.timing import timed_predictions
 
 
 def batch_seconds_per_image(backend: backends.Backend, x: np.ndarray) -> float:
@@ -132,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):
         for name, backend in loaded.items():
             sample = x[: sizes[name]]
-            latency[name] += timed_predictions(backend, range(len(sample)), sample)[1].tolist()
+            latency[name] += timed_predictions(backend.predict, range(len(sample)), sample)[
+                1
+            ].tolist()
             throughput[name].append(batch_seconds_per_image(backend, x[: batches[name]]))
 
     reference_latency = statistics.median(latency[backends.REFERENCE])

@@ -1,16 +1,14 @@
 """Export the trained state_dict to ``weights.npz`` plus a JSON manifest, and prove the round trip.
 
-    python -m cnnbench.export --checkpoint results/model/checkpoint.pt \
-        --metrics results/training/metrics.csv --train-config '{"epochs": 5, ...}' \
-        --dataset-name MNIST --data train_images=PATH ... --weights results/model/weights.npz \
-        --manifest results/model/manifest.json
+Job: input checkpoint, metrics and the four dataset files (train_images, train_labels,
+test_images, test_labels); output weights, manifest; settings {"train": the config's train
+section, "dataset_name": ...}. Runs on 1 thread (torch would otherwise take every core for the
+round trip).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import platform
 import sys
 from pathlib import Path
@@ -20,9 +18,11 @@ import torch
 
 from cnnbench import __version__
 from cnnbench.data import file_digests, load_split, to_model_input
-from cnnbench.model import model_from_weights
-from cnnbench.runtime import atomic_output, set_threads
+from cnnbench.files import atomic_output, write_json
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.job import Job, run_job
+from cnnbench.model import model_from_weights
+from cnnbench.runtime import set_threads
 from cnnbench.weights import load_weights, save_weights
 
 DATA_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -93,46 +93,25 @@ def last_epoch_metrics(metrics_csv: str | Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.export", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--metrics", required=True)
-    parser.add_argument("--train-config", required=True, type=json.loads, help="JSON object")
-    parser.add_argument("--dataset-name", required=True)
-    parser.add_argument(
-        "--data",
-        required=True,
-        nargs=4,
-        metavar="ROLE=PATH",
-        help=f"one per role: {', '.join(DATA_ROLES)}",
-    )
-    parser.add_argument("--weights", required=True, help="output .npz")
-    parser.add_argument("--manifest", required=True, help="output .json")
-    # the rule declares one thread; torch would otherwise take every core for the round trip
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-
-    data_paths = dict(item.split("=", 1) for item in args.data)
-    if sorted(data_paths) != sorted(DATA_ROLES):
-        parser.error(f"--data needs exactly the roles {', '.join(DATA_ROLES)}")
-    trained = state_dict_arrays(args.checkpoint)
+def run(job: Job) -> None:
+    set_threads(1)
+    data_paths = {role: str(job.path("input", role)) for role in DATA_ROLES}
+    trained = state_dict_arrays(job.path("input", "checkpoint"))
     test_images, _ = load_split(data_paths["test_images"], data_paths["test_labels"])
-    with atomic_output(args.weights) as weights_tmp, atomic_output(args.manifest) as manifest_tmp:
+    weights = job.path("output", "weights")
+    with atomic_output(weights) as weights_tmp:
         sha256 = save_weights(weights_tmp, trained)
         check_round_trip(trained, weights_tmp, test_images)
         manifest = build_manifest(
             sha256,
-            args.train_config,
-            last_epoch_metrics(args.metrics),
-            args.dataset_name,
+            job.settings["train"],
+            last_epoch_metrics(job.path("input", "metrics")),
+            job.settings["dataset_name"],
             data_paths,
         )
-        manifest_tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {args.weights} (sha256 {sha256}); logits round-trip exactly", file=sys.stderr)
+        write_json(manifest, job.path("output", "manifest"), sort_keys=True)
+    print(f"wrote {weights} (sha256 {sha256}); logits round-trip exactly", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run_job(run)

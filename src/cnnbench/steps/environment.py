@@ -1,22 +1,22 @@
 """The conditions timings were taken under.
 
-``python -m cnnbench.environment --threads T --out results/environment.json`` records the CPU,
-core counts, the thread setting (applied first, so the BLAS entries show what timed jobs get),
+Job: output json; settings {"threads": the config's inference.threads}. Records the CPU, core
+counts, the thread setting (applied first, so the BLAS entries show what timed jobs get),
 Python and library versions, BLAS vendor and kernel (threadpoolctl), numba's target CPU and
 features, any OPENBLAS_* tuning variables, load average, platform and a timestamp.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 from pathlib import Path
 
-from cnnbench.runtime import atomic_output, set_threads
+from cnnbench.files import write_json
+from cnnbench.job import Job, run_job
+from cnnbench.runtime import load_average, set_threads
 
 PACKAGES = ("numpy", "torch", "numba", "llvmlite", "pandas", "threadpoolctl", "snakemake")
 
@@ -39,11 +39,6 @@ def package_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages, where the platform has them."""
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def collect(threads: int) -> dict:
@@ -83,15 +78,9 @@ def collect(threads: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cnnbench.environment", description=__doc__)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
-    record = collect(args.threads)
-    with atomic_output(args.out) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
+def run(job: Job) -> None:
+    write_json(collect(job.settings["threads"]), job.path("output", "json"))
 
 
 if __name__ == "__main__":
-    main()
+    run_job(run)

@@ -1,10 +1,9 @@
 """Check the NumPy network's loss gradients against PyTorch autograd and finite differences.
 
-    python -m cnnbench.gradcheck --weights results/model/weights.npz \
-        --test-images PATH.gz --test-labels PATH.gz --batch-size 8 --samples 20 --seed 0 \
-        --threads 1 --out results/gradcheck.csv
+Job: input weights, test_images, test_labels; output csv; settings: the config's ``gradcheck``
+section (batch_size, samples, seed). Runs on 1 thread.
 
-For the mean cross-entropy of the first ``batch-size`` test images, the gradient of every
+For the mean cross-entropy of the first ``batch_size`` test images, the gradient of every
 parameter tensor and of the input is computed by both NumPy implementations (``loops``,
 ``im2col``) and compared with three references:
 
@@ -31,20 +30,21 @@ reported; none is silently accepted.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 
 from cnnbench.data import load_split, to_model_input
-from cnnbench.model import model_from_weights
-from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
-from cnnbench.runtime import atomic_output, progress, set_threads
+from cnnbench.errors import UserError
+from cnnbench.files import write_rows
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.job import Job, run_job
+from cnnbench.model import model_from_weights
+from cnnbench.numerics import max_abs_error, max_norm_relative_error, perturbed
+from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
+from cnnbench.runtime import progress, set_threads
 from cnnbench.weights import load_weights
 
 COLUMNS = (
@@ -67,42 +67,6 @@ REFERENCES = {
     "finite_differences": (np.float64, 1e-6),
 }
 FD_STEP = 1e-5
-
-
-# ---------------------------------------------------------------------------- error measures
-
-
-def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """max|actual - expected|, in float64; the shapes must be equal (no broadcasting)."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    if actual.shape != expected.shape:
-        raise ValueError(f"shapes differ: {actual.shape} vs {expected.shape}")
-    return float(np.max(np.abs(actual - expected)))
-
-
-def max_norm_relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """max|actual - expected| / max|expected| (the max-norm relative error; 0 if both are 0)."""
-    scale = float(np.max(np.abs(expected)))
-    difference = max_abs_error(actual, expected)
-    return difference / scale if scale > 0 else difference
-
-
-def perturbed(
-    function: Callable[[], Any], array: np.ndarray, index: tuple[int, ...], step: float
-) -> tuple[Any, Any]:
-    """``function()`` with ``array[index]`` raised by ``step``, then lowered by ``step``.
-
-    ``function`` reads ``array``, which is changed in place and restored to its exact value.
-    """
-    original = array[index]
-    try:
-        array[index] = original + step
-        above = function()
-        array[index] = original - step
-        below = function()
-    finally:
-        array[index] = original
-    return above, below
 
 
 # ---------------------------------------------------------------------------- gradients
@@ -245,41 +209,25 @@ def check_gradients(
     return rows, replaced
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.gradcheck", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--weights", required=True, help="exported weights.npz")
-    parser.add_argument("--test-images", required=True)
-    parser.add_argument("--test-labels", required=True)
-    parser.add_argument("--batch-size", type=int, default=8, help="first N test images")
-    parser.add_argument("--samples", type=int, default=20, help="FD coordinates per tensor")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the FD coordinates")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", required=True, help="output: gradcheck CSV")
-    args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.samples < 1:
-        parser.error("--batch-size and --samples must be >= 1")
-    set_threads(args.threads)
-
-    arrays = load_weights(args.weights)
-    images, labels = load_split(args.test_images, args.test_labels)
-    if args.batch_size > len(images):
-        parser.error(f"--batch-size {args.batch_size} exceeds the {len(images)} test images")
+def run(job: Job) -> None:
+    settings = job.settings
+    batch_size, samples = settings["batch_size"], settings["samples"]
+    set_threads(1)
+    arrays = load_weights(job.path("input", "weights"))
+    images, labels = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
+    if batch_size > len(images):
+        raise UserError(f"gradcheck.batch_size {batch_size} exceeds the {len(images)} test images")
     rows, replaced = check_gradients(
-        arrays, images[: args.batch_size], labels[: args.batch_size], args.samples, args.seed
+        arrays, images[:batch_size], labels[:batch_size], samples, settings["seed"]
     )
-    with atomic_output(args.out) as temporary, open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(rows, COLUMNS, job.path("output", "csv"))
 
     failed = [row for row in rows if not row["passed"]]
     print(
         f"gradcheck: {len(rows) - len(failed)}/{len(rows)} rows passed "
-        f"({args.batch_size} images, {len(TENSORS)} tensors, {len(VARIANTS)} implementations, "
+        f"({batch_size} images, {len(TENSORS)} tensors, {len(VARIANTS)} implementations, "
         f"{len(REFERENCES)} references); finite differences: step {FD_STEP}, "
-        f"{args.samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
+        f"{samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
         f"crossed a ReLU kink ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
         file=sys.stderr,
     )
@@ -303,4 +251,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_job(run)

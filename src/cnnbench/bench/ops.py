@@ -1,6 +1,6 @@
 """Time the im2col convolution ops against torch on the network's three conv layers.
 
-    python -m cnnbench.bench_ops [--batch-size 128] [--repeats 20] [--threads 1]
+    python -m cnnbench.bench.ops [--batch-size 128] [--repeats 20] [--threads 1]
 
 Prints, per layer, the median forward and backward time of ``conv2d_im2col`` /
 ``conv2d_backward_im2col`` (float32) next to ``torch.nn.functional.conv2d`` and its autograd
@@ -12,28 +12,15 @@ graph its forward saved.  Not a test: numbers depend on the machine and its load
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from cnnbench.gradcheck import max_norm_relative_error
+from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE, PARAMETER_SHAPES
+from cnnbench.numerics import max_norm_relative_error
 from cnnbench.ops import conv2d_backward_im2col, conv2d_im2col
 from cnnbench.runtime import set_threads
-from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE, PARAMETER_SHAPES
-
-
-def median_seconds(function: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls, after one untimed warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from cnnbench.timing import median_seconds
 
 
 def bench_layer(
@@ -50,7 +37,8 @@ def bench_layer(
     def torch_backward() -> tuple[torch.Tensor, ...]:
         return torch.autograd.grad(y_t, (x_t, w_t, b_t), dy_t, retain_graph=True)
 
-    # timings of wrong results would mean nothing: check agreement first
+    # timings of wrong results would mean nothing: check agreement first (this also serves as
+    # every timed function's warm-up call)
     for ours, theirs in zip(
         (y, *conv2d_backward_im2col(dy, x, w, **geometry)),
         (y_t.detach(), *torch_backward()),
@@ -75,7 +63,7 @@ def bench_layer(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m cnnbench.bench_ops", description=__doc__.splitlines()[0]
+        prog="python -m cnnbench.bench.ops", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)

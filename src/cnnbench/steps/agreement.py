@@ -4,19 +4,22 @@ Each input is an inference table (``results/inference/<backend>.csv``); the back
 file's stem. Pairs are compared over the images both ran. Every image on which a pair's
 predictions differ is listed with both logit margins (top logit minus runner-up), so a
 disagreement on a near-tie can be told from a real one.
+
+Job: input predictions (the inference CSVs, named <backend>.csv); output agreement, accuracy,
+disagreements.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cnnbench.inference import FLOAT_FORMAT, LOGIT_COLUMNS, read_predictions
-from cnnbench.runtime import atomic_output
+from cnnbench.errors import UserError
+from cnnbench.files import write_table
+from cnnbench.job import Job, run_job
+from cnnbench.tables import LOGIT_COLUMNS, read_predictions
 
 AGREEMENT_COLUMNS = [
     "backend_a",
@@ -107,22 +110,16 @@ def compare(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cnnbench.agreement", description=__doc__)
-    parser.add_argument("--out-agreement", required=True, type=Path)
-    parser.add_argument("--out-accuracy", required=True, type=Path)
-    parser.add_argument("--out-disagreements", required=True, type=Path)
-    parser.add_argument("tables", nargs="+", type=Path, help="inference CSVs, named <backend>.csv")
-    args = parser.parse_args(argv)
-    names = [path.stem for path in args.tables]
+def run(job: Job) -> None:
+    paths = job.paths("input", "predictions")
+    names = [path.stem for path in paths]
     if len(set(names)) != len(names):
-        parser.error(f"backend names (file stems) must be distinct, got {names}")
-    tables = {path.stem: read_predictions(path) for path in args.tables}
-    outputs = (args.out_agreement, args.out_accuracy, args.out_disagreements)
-    for table, path in zip(compare(tables), outputs, strict=True):
-        with atomic_output(path) as temporary:
-            table.to_csv(temporary, index=False, float_format=FLOAT_FORMAT)
+        raise UserError(f"backend names (file stems) must be distinct, got {names}")
+    tables = {path.stem: read_predictions(path) for path in paths}
+    outputs = ("agreement", "accuracy", "disagreements")
+    for table, name in zip(compare(tables), outputs, strict=True):
+        write_table(table, job.path("output", name))
 
 
 if __name__ == "__main__":
-    main()
+    run_job(run)
