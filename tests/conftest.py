@@ -51,10 +51,17 @@ def init_arrays() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def weights_path(tmp_path_factory) -> Path:
-    """A weights.npz holding ``init_arrays``'s weights, shared by the whole session (read-only)."""
+    """A weights.npz holding ``init_arrays``'s weights, shared by the whole session (read-only),
+    with a manifest.json beside it recording its sha256, as the export step writes them."""
     path = tmp_path_factory.mktemp("weights") / "weights.npz"
-    save_weights(path, _torch_init_arrays())
+    sha256 = save_weights(path, _torch_init_arrays())
+    manifest_of(path).write_text(json.dumps({"sha256": sha256}))
     return path
+
+
+def manifest_of(weights: Path) -> Path:
+    """The manifest beside a weights file (results/model/ holds both)."""
+    return weights.with_name("manifest.json")
 
 
 def run_step(step, input=None, output=None, settings=None) -> None:

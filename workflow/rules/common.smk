@@ -94,6 +94,9 @@ def data_path(role):
 DATA_FILES = {spec["file"]: spec for spec in DATASET["files"].values()}
 TEST_DATA = {"test_images": data_path("test_images"), "test_labels": data_path("test_labels")}
 WEIGHTS = "results/model/weights.npz"
+# Written with the weights by export_weights; every rule reading WEIGHTS also reads this, and its
+# step refuses weights whose sha256 is not the one recorded here (cnnbench.weights.load_verified).
+MANIFEST = "results/model/manifest.json"
 
 
 def shards_of(backend):

@@ -35,7 +35,7 @@ rule export_weights:
         **TEST_DATA,
     output:
         weights=WEIGHTS,
-        manifest="results/model/manifest.json",
+        manifest=MANIFEST,
     params:
         job=job({"train": TRAIN, "dataset_name": DATASET["name"]}),
     log:
