@@ -217,7 +217,7 @@ def _transfer(url: str, out: Path, size: int | None, timeout_s: float, deadline_
         elif announced is not None:
             limit, why = announced, "its Content-Length"
         else:
-            limit, why = MAX_BYTES, "the 1 GiB cap (set dataset.files.*.size)"
+            limit, why = MAX_BYTES, "the 1 GiB cap: no size in the config, no Content-Length"
         if limit > MAX_BYTES:
             raise _WrongBytes(f"announces {limit} bytes, more than the 1 GiB cap")
         read = getattr(response, "read1", response.read)  # read1: return what has arrived
@@ -227,9 +227,8 @@ def _transfer(url: str, out: Path, size: int | None, timeout_s: float, deadline_
             if received > limit:
                 raise _WrongBytes(f"sent more than {limit} bytes ({why}); stopped")
             if time.monotonic() - started > deadline_s:
-                raise _WrongBytes(
-                    f"too slow: {received} of {limit} bytes after {deadline_s:g} s; stopped"
-                )
+                of = f" of {limit}" if limit != MAX_BYTES else ""
+                raise _WrongBytes(f"too slow: {received}{of} bytes after {deadline_s:g} s; stopped")
             sink.write(block)
     if size is not None and received != size:
         raise _WrongBytes(f"sent {received} bytes, the config's size is {size}")
