@@ -1,7 +1,7 @@
 """Check the NumPy network's loss gradients against PyTorch autograd and finite differences.
 
-Job: input weights, manifest (the export's: the weights are checked against its sha256), test_images, test_labels; output csv; settings: the config's ``gradcheck``
-section (batch_size, samples, seed). Runs on 1 thread.
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv; settings: the config's ``gradcheck`` section (batch_size, samples, seed). Runs on 1 thread.
 
 For the mean cross-entropy of the first ``batch_size`` test images, the gradient of every
 parameter tensor and of the input is computed by both NumPy implementations (``loops``,

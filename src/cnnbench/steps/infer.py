@@ -4,8 +4,9 @@ One ``predict`` call per image, the clock (``time.perf_counter``) around that ca
 ``warmup`` untimed predictions on the range's first images. Writes one CSV row per image (index,
 label, pred, latency_s, logit_0..logit_9, in index order) and a meta JSON.
 
-Job: input weights, manifest (the export's: the weights are checked against its sha256), test_images, test_labels; output csv, meta; settings: the config's
-``inference`` section plus backend, shard and shards (which piece of how many).
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv, meta; settings: the config's ``inference`` section plus backend, shard and shards (which piece
+of how many).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ same images in batches of that size; ``seconds`` is the median pass. The slow ba
 on at most ``throughput_loop_images`` images, and a batch size above that is measured as one batch
 of all of them.
 
-Job: input weights, manifest (the export's: the weights are checked against its sha256), test_images, test_labels; output csv; settings: the config's ``inference``
-section (backends, threads, throughput_batch_sizes, throughput_loop_images, throughput_repeats).
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv; settings: the config's ``inference`` section (backends, threads, throughput_batch_sizes,
+throughput_loop_images, throughput_repeats).
 """
 
 from __future__ import annotations
