@@ -14,7 +14,6 @@ import pandas as pd
 import yaml
 
 from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.steps.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 
 ALL_BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
 MEDIAN_LATENCY = {
@@ -26,6 +25,69 @@ MEDIAN_LATENCY = {
 TEST_IMAGES = 250  # the synthetic "test set"; backends run on the first ``images`` of them
 DISAGREE_INDEX = 7  # numpy_loops flips this near-tie image
 BENCH_START = 1_700_000_000.0
+# docs/CONTRACT.md's columns, written out here so the tests check the format, not a constant
+AGREEMENT_COLUMNS = [
+    "backend_a",
+    "backend_b",
+    "images",
+    "agree",
+    "agree_fraction",
+    "max_abs_logit_diff",
+]
+DISAGREEMENT_COLUMNS = [
+    "index",
+    "label",
+    "backend_a",
+    "backend_b",
+    "pred_a",
+    "pred_b",
+    "margin_a",
+    "margin_b",
+]
+
+
+def named_inputs(root: Path) -> tuple[dict, dict]:
+    """The report's named inputs for ``write_synthetic_results(root)``, as the report rule names
+    them, and the config; absent files (a test may delete some) stay named."""
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    results = root / "results"
+    backends = config["inference"]["backends"]
+    inputs = {
+        "metrics": results / "training" / "metrics.csv",
+        "manifest": results / "model" / "manifest.json",
+        "weights": results / "model" / "weights.npz",
+        "data": [results / "data" / f["file"] for f in config["dataset"]["files"].values()],
+        "gradcheck": results / "gradcheck.csv",
+        "inference": [
+            results / "inference" / f"{name}.{ext}" for name in backends for ext in ("csv", "json")
+        ],
+        "throughput": results / "throughput.csv",
+        "agreement": results / "agreement.csv",
+        "accuracy": results / "accuracy.csv",
+        "disagreements": results / "disagreements.csv",
+        "environment": results / "environment.json",
+        "benchmarks": [results / "benchmarks" / f"{name}.tsv" for name, *_ in _schedule(backends)],
+    }
+    if (results / "worked_example_torch.json").exists():
+        inputs["worked_example"] = results / "worked_example_torch.json"
+    as_text = {
+        key: [str(p) for p in value] if isinstance(value, list) else str(value)
+        for key, value in inputs.items()
+    }
+    return as_text, config
+
+
+def _schedule(backends: list[str]) -> list[tuple[str, float, float]]:
+    """Benchmarks: (name, start offset, seconds); two inference jobs overlap (ran in parallel)."""
+    return [
+        ("download_test_images", 0, 3.2),
+        ("train", 3.5, 36.5),
+        ("export", 40.2, 1.1),
+        ("gradcheck", 41.5, 8.0),
+    ] + [
+        (f"infer_{name}_0", 50.0 + 2 * i, 5.0 + 60 * (name == "numpy_loops"))
+        for i, name in enumerate(backends)
+    ]
 
 
 # ---------------------------------------------------------------------------- synthetic results
@@ -295,18 +357,7 @@ def write_synthetic_results(
         )
     )
 
-    # benchmarks: (name, start offset, seconds); two inference jobs overlap (ran in parallel)
-    schedule = [
-        ("download_test_images", 0, 3.2),
-        ("train", 3.5, 36.5),
-        ("export", 40.2, 1.1),
-        ("gradcheck", 41.5, 8.0),
-    ]
-    schedule += [
-        (f"infer_{name}_0", 50.0 + 2 * i, 5.0 + 60 * (name == "numpy_loops"))
-        for i, name in enumerate(backends)
-    ]
-    for name, start, seconds in schedule:
+    for name, start, seconds in _schedule(backends):
         path = results / "benchmarks" / f"{name}.tsv"
         path.write_text(
             "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"

@@ -6,19 +6,20 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from synthetic_results import (
     ALL_BACKENDS,
     DISAGREE_INDEX,
+    named_inputs,
     write_synthetic_results,
 )
 
 from cnnbench.report import build_report, fmt, load_results, render
-from cnnbench.report import worked_example as worked
+from cnnbench.report.sections import worked_example as worked
 from cnnbench.steps import worked_example
 
 # ---------------------------------------------------------------------------- helpers
@@ -40,8 +41,8 @@ def _section(page: str, section_id: str) -> str:
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    config = write_synthetic_results(root)
-    out = build_report(root / "results", config, root / "results" / "report.html")
+    write_synthetic_results(root)
+    out = build_report(*named_inputs(root), root / "results" / "report.html")
     return root, out.read_text(encoding="utf-8")
 
 
@@ -169,7 +170,7 @@ def test_self_contained_no_external_urls(full_report):
 
 
 def test_subset_of_backends_and_fewer_images(tmp_path):
-    config = write_synthetic_results(
+    write_synthetic_results(
         tmp_path, backends=["torch", "numba_loops"], images=40, gradcheck_fail=True
     )
     (tmp_path / "results" / "worked_example_torch.json").write_text(
@@ -181,7 +182,7 @@ def test_subset_of_backends_and_fewer_images(tmp_path):
             }
         )
     )
-    page = render(load_results(tmp_path / "results", config))
+    page = render(load_results(*named_inputs(tmp_path)))
     summary_table = re.search(r'<table[^>]*id="summary-table".*?</table>', page, re.S).group(0)
     assert re.findall(r'data-backend="([^"]+)"', summary_table) == ["torch", "numba_loops"]
     assert _row(page, "summary-table", "numba_loops")[1] == "40"
@@ -200,7 +201,7 @@ def test_subset_of_backends_and_fewer_images(tmp_path):
 
 
 def test_missing_files_are_reported_not_fatal(tmp_path):
-    config = write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
+    write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
     results = tmp_path / "results"
     for name in (
         "gradcheck.csv",
@@ -211,7 +212,7 @@ def test_missing_files_are_reported_not_fatal(tmp_path):
         (results / name).unlink()
     for path in (results / "benchmarks").iterdir():
         path.unlink()
-    page = render(load_results(results, config))
+    page = render(load_results(*named_inputs(tmp_path)))
     notes = re.search(r'<div class="notes">(.*?)</div>', page, re.S).group(1)
     assert "gradcheck.csv not found" in notes
     assert "inference/numpy_im2col.csv not found" in notes
@@ -221,16 +222,44 @@ def test_missing_files_are_reported_not_fatal(tmp_path):
     assert "No benchmark files found." in page
 
 
+def test_facts_come_from_the_steps_that_own_them(tmp_path):
+    """Accuracy from accuracy.csv, margins from disagreements.csv, digests from the manifest
+    (re-verified on disk): the report restates them, never recomputes them from predictions."""
+    write_synthetic_results(tmp_path, backends=["torch", "numpy_loops"], images=30)
+    results = tmp_path / "results"
+    accuracy = pd.read_csv(results / "accuracy.csv")
+    accuracy.loc[accuracy.backend == "numpy_loops", "accuracy"] = 0.5  # not what the csv says
+    accuracy.to_csv(results / "accuracy.csv", index=False)
+    disagreements = pd.read_csv(results / "disagreements.csv")
+    disagreements["margin_b"] = 1.5e-3
+    disagreements.to_csv(results / "disagreements.csv", index=False)
+    (results / "model" / "weights.npz").write_bytes(b"other weights")
+    page = render(load_results(*named_inputs(tmp_path)))
+    assert _row(page, "summary-table", "numpy_loops")[2] == "50.00 %"
+    agreement = _section(page, "agreement")
+    assert '<td>numpy_loops</td><td class="num">9</td><td class="num">1.5e-03</td>' in agreement
+    assert 'class="badge fail">differs from the file<' in _section(page, "provenance")
+
+
+def test_named_inputs_are_the_report_rules_inputs(tmp_path):
+    """The tests call the report with the names the rule declares (workflow/rules/report.smk)."""
+    rule = (Path(__file__).parents[1] / "workflow" / "rules" / "report.smk").read_text()
+    block = rule.split("    input:\n", 1)[1].split("    output:\n", 1)[0]
+    declared = set(re.findall(r"^        (\w+)=", block, re.M))
+    write_synthetic_results(tmp_path, backends=["torch"], images=10)
+    (tmp_path / "results" / "worked_example_torch.json").write_text("{}")
+    assert set(named_inputs(tmp_path)[0]) == declared
+
+
 def test_cli_with_one_backend_and_a_damaged_data_file(tmp_path):
-    """``python -m cnnbench.report`` as the Snakemake rule runs it; torch is never imported."""
-    config = write_synthetic_results(tmp_path, backends=["torch"], images=20)
+    """``python -m cnnbench.report JOB`` as the Snakemake rule runs it; torch is never imported."""
+    write_synthetic_results(tmp_path, backends=["torch"], images=20)
     data = tmp_path / "results" / "data" / "train-labels-idx1-ubyte.gz"
     data.write_bytes(data.read_bytes() + b"x")
     out = tmp_path / "out" / "report.html"
-    effective = json.dumps(
-        yaml.safe_load(config.read_text()), sort_keys=True
-    )  # as the rule passes it
-    argv = ["--results", str(tmp_path / "results"), "--config-json", effective, "--out", str(out)]
+    inputs, settings = named_inputs(tmp_path)
+    job = json.dumps({"input": inputs, "output": {"html": str(out)}, "settings": settings})
+    argv = [job]  # as the rule passes it
     script = (
         "import runpy, sys\n"
         f"sys.argv = ['cnnbench.report', *{argv!r}]\n"

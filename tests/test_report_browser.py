@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic_results import write_synthetic_results
+from synthetic_results import named_inputs, write_synthetic_results
 
 pytestmark = pytest.mark.browser
 
@@ -299,10 +299,10 @@ def open_in_chromium(report: Path, profile: Path) -> tuple[dict, list[str], byte
 
 
 def test_report_opens_cleanly_in_chromium(tmp_path):
-    config = write_synthetic_results(tmp_path)
+    write_synthetic_results(tmp_path)
     from cnnbench.report import build_report
 
-    report = build_report(tmp_path / "results", config, tmp_path / "results" / "report.html")
+    report = build_report(*named_inputs(tmp_path), tmp_path / "results" / "report.html")
     checks, problems, shot, full = open_in_chromium(report, tmp_path / "profile")
 
     keep = os.environ.get("CNNBENCH_SCREENSHOT")

@@ -1,11 +1,16 @@
 rule report:
     input:
+        # every file the report reads (cnnbench.report.inputs), so a changed one reruns it
         metrics=rules.train.output.metrics,
         manifest=rules.export_weights.output.manifest,
+        weights=rules.export_weights.output.weights,
+        data=[data_path(role) for role in DATASET["files"]],
         gradcheck=rules.gradcheck.output[0],
         inference=expand("results/inference/{backend}.{ext}", backend=BACKENDS, ext=("csv", "json")),
         throughput=rules.throughput.output[0],
-        agreement=rules.agreement.output,
+        agreement=rules.agreement.output.agreement,
+        accuracy=rules.agreement.output.accuracy,
+        disagreements=rules.agreement.output.disagreements,
         environment=rules.record_environment.output[0],
         benchmarks=[
             "results/benchmarks/train.tsv",
@@ -18,12 +23,12 @@ rule report:
                 for shard in range(shards_of(backend))
             ),
         ],
-        test_images=TEST_DATA["test_images"],
         worked_example=rules.torch_worked_example.output[0],
     output:
-        report("results/report.html", caption="../report/report_html.rst", category="Report"),
+        html=report("results/report.html", caption="../report/report_html.rst", category="Report"),
     params:
-        config=shlex.quote(json.dumps(config, sort_keys=True)),
+        # settings: the whole effective config (the page shows it)
+        job=job(config),
     log:
         "results/logs/report.log",
     threads: 1
@@ -33,5 +38,4 @@ rule report:
     conda:
         ENV
     shell:
-        "python -m cnnbench.report --results results --config-json {params.config} "
-        "--out {output} > {log} 2>&1"
+        "python -m cnnbench.report {params.job} > {log} 2>&1"

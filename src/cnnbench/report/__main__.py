@@ -1,3 +1,4 @@
-from cnnbench.report import main
+from cnnbench.job import run_job
+from cnnbench.report import run
 
-raise SystemExit(main())
+run_job(run)

@@ -1,14 +1,18 @@
-"""Read the pipeline's result tables (docs/CONTRACT.md) for the report, tolerating what is absent.
+"""Read the report rule's named inputs (docs/CONTRACT.md's result tables), tolerating what is absent.
 
-Nothing here runs a model. Every file is optional: a missing or unreadable one becomes a note the
-report shows, so a partial run (a subset of backends, ``inference.limit`` < 10000, a failed rule)
-still renders and says what it could not find.
+The rule names every file the report reads (workflow/rules/report.smk), so this module never
+guesses a path: it reads what it is given. Nothing here runs a model. A missing or unreadable file
+becomes a note the report shows, so a partial set of inputs (library use, a failed step) still
+renders and says what it could not find.
+
+Named inputs: metrics, manifest, weights, data (the dataset files), gradcheck, inference (every
+backend's csv and json), throughput, agreement, accuracy, disagreements, environment, benchmarks
+(benchmark tsvs), worked_example (optional: PyTorch's result for the worked example).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,22 +21,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from cnnbench.backends import REFERENCE
 from cnnbench.data import read_idx
-from cnnbench.tables import PREDICTION_COLUMNS as INFERENCE_COLUMNS
+from cnnbench.tables import PREDICTION_COLUMNS
 
-BENCHMARK_COLUMNS = [
-    "s",
-    "h:m:s",
-    "max_rss",
-    "max_vms",
-    "max_uss",
-    "max_pss",
-    "io_in",
-    "io_out",
-    "mean_load",
-    "cpu_time",
-]
-REFERENCE_BACKEND = "torch"
+# the numeric columns of a Snakemake benchmark file (h:m:s repeats s)
+BENCHMARK_COLUMNS = ["s", "max_rss", "max_vms", "max_uss", "max_pss"]
+BENCHMARK_COLUMNS += ["io_in", "io_out", "mean_load", "cpu_time"]
 
 
 @dataclass
@@ -48,11 +43,11 @@ class Backend:
 
 @dataclass
 class Results:
-    root: Path
-    config_path: Path | None
     config: dict[str, Any]
     config_text: str
     manifest: dict[str, Any]
+    weights_path: Path | None
+    data_paths: dict[str, Path]  # file name -> path, as given
     metrics: pd.DataFrame | None
     gradcheck: pd.DataFrame | None
     backends: list[Backend]
@@ -63,7 +58,6 @@ class Results:
     environment: dict[str, Any]
     benchmarks: pd.DataFrame | None
     test_images: np.ndarray | None
-    test_images_path: Path | None
     worked_example_torch: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)  # problems found while reading, shown on top
 
@@ -76,102 +70,94 @@ class Results:
 
     @property
     def reference(self) -> Backend | None:
-        """torch when it ran; otherwise the first backend that did (the report says which)."""
-        return self.backend(REFERENCE_BACKEND) or next(iter(self.present_backends), None)
+        """The reference backend (torch; the config schema requires it), if its results exist."""
+        return self.backend(REFERENCE)
 
 
-def load_results(
-    results_dir: str | Path, config: str | Path | dict[str, Any] | None = None
-) -> Results:
-    """Everything under ``results_dir``; ``config`` is the config file's path or the config itself.
-
-    A dict is the run's effective config (what Snakemake passes, command-line overrides included).
-    """
-    root = Path(results_dir)
+def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
+    """The named input files (a path or a list of paths each) and the run's effective config."""
     notes: list[str] = []
-
-    config_path = None
-    if isinstance(config, dict):
-        config_text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
-    elif config is not None:
-        config_path = Path(config)
-        config, config_text = {}, ""
-        try:
-            config_text = config_path.read_text()
-            config = yaml.safe_load(config_text) or {}
-        except (OSError, yaml.YAMLError) as error:
-            notes.append(f"config {config_path}: cannot read ({error})")
-    else:
-        config, config_text = {}, ""
-        notes.append("no config given; backends and data files are taken from what is on disk")
-
-    manifest = _json(root / "model" / "manifest.json", notes)
-    metrics = _csv(root / "training" / "metrics.csv", notes)
-    gradcheck = _csv(root / "gradcheck.csv", notes)
-    if gradcheck is not None and "passed" in gradcheck:
-        gradcheck["passed"] = gradcheck["passed"].map(_truthy)
-
-    names = list(_get(config, "inference", "backends", default=[]) or [])
-    if not names:  # no config: report whatever ran
-        names = sorted(p.stem for p in (root / "inference").glob("*.csv"))
-        if names:
-            notes.append("no inference.backends in the config; showing every inference/*.csv found")
-    backends = [_load_backend(root, name, notes) for name in names]
-
-    throughput = _csv(root / "throughput.csv", notes)
-    agreement = _csv(root / "agreement.csv", notes, empty_ok=len(names) < 2)
-    accuracy = _csv(root / "accuracy.csv", notes)
-    disagreements = _csv(root / "disagreements.csv", notes, empty_ok=True)
-    environment = _json(root / "environment.json", notes)
-    benchmarks = _benchmarks(root / "benchmarks", notes)
-
-    images, images_path = None, None
-    test_file = _get(config, "dataset", "files", "test_images", "file")
-    if test_file:
-        images_path = root / "data" / test_file
-        if images_path.is_file():
-            try:
-                images = read_idx(images_path)
-                if images.ndim != 3:
-                    notes.append(f"{images_path}: not an image file; thumbnails left out")
-                    images = None
-            except ValueError as error:
-                notes.append(f"{images_path}: {error}; thumbnails left out")
-        else:
-            notes.append(f"{images_path} not found; thumbnails left out")
-
-    worked = None
-    worked_path = root / "worked_example_torch.json"
-    if worked_path.is_file():
-        worked = _json(worked_path, notes)
-
+    if not config:
+        notes.append("no config given; backends are taken from the inference inputs")
+    config_text = (
+        yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
+        if config
+        else ""
+    )
+    reader = _Reader(inputs, notes)
+    backends = _load_backends(reader, nested(config, "inference", "backends", default=[]) or [])
+    data_paths = {path.name: path for path in reader.paths("data")}
+    weights = reader.paths("weights")
+    worked = reader.paths("worked_example", quiet=True)
     return Results(
-        root=root,
-        config_path=config_path,
-        config=config,
+        config=config or {},
         config_text=config_text,
-        manifest=manifest,
-        metrics=metrics,
-        gradcheck=gradcheck,
+        manifest=reader.json("manifest"),
+        weights_path=weights[0] if weights else None,
+        data_paths=data_paths,
+        metrics=reader.csv("metrics"),
+        gradcheck=reader.csv("gradcheck"),
         backends=backends,
-        throughput=throughput,
-        agreement=agreement,
-        accuracy=accuracy,
-        disagreements=disagreements,
-        environment=environment,
-        benchmarks=benchmarks,
-        test_images=images,
-        test_images_path=images_path,
-        worked_example_torch=worked or None,
+        throughput=reader.csv("throughput"),
+        agreement=reader.csv("agreement", empty_ok=len(backends) < 2),
+        accuracy=reader.csv("accuracy"),
+        disagreements=reader.csv("disagreements", empty_ok=True),
+        environment=reader.json("environment"),
+        benchmarks=_benchmarks(reader.paths("benchmarks"), notes),
+        test_images=_test_images(config, data_paths, notes),
+        worked_example_torch=(_json(worked[0], notes) or None) if worked else None,
         notes=notes,
     )
 
 
-def _load_backend(root: Path, name: str, notes: list[str]) -> Backend:
-    table = _csv(root / "inference" / f"{name}.csv", notes)
-    meta = _json(root / "inference" / f"{name}.json", notes)
+class _Reader:
+    """Named inputs -> paths and tables; every absent name or file adds a note."""
+
+    def __init__(self, inputs: dict[str, Any], notes: list[str]):
+        self.inputs, self.notes = inputs, notes
+
+    def paths(self, name: str, quiet: bool = False) -> list[Path]:
+        value = self.inputs.get(name)
+        if value is None:
+            if not quiet:
+                self.notes.append(f"no {name} input given")
+            return []
+        return [Path(item) for item in ([value] if isinstance(value, str | Path) else value)]
+
+    def csv(self, name: str, empty_ok: bool = False) -> pd.DataFrame | None:
+        paths = self.paths(name)
+        return _csv(paths[0], self.notes, empty_ok) if paths else None
+
+    def json(self, name: str) -> dict[str, Any]:
+        paths = self.paths(name)
+        return _json(paths[0], self.notes) if paths else {}
+
+
+def _load_backends(reader: _Reader, names: list[str]) -> list[Backend]:
+    files = {(path.stem, path.suffix): path for path in reader.paths("inference")}
+    if not names:  # no config: report every backend given
+        names = list(dict.fromkeys(stem for stem, suffix in files if suffix == ".csv"))
+    backends = []
+    for name in names:
+        csv, meta = files.get((name, ".csv")), files.get((name, ".json"))
+        if csv is None or meta is None:
+            reader.notes.append(f"inference/{name}.csv or .json is not among the inputs")
+        backends.append(
+            _backend(
+                name,
+                _csv(csv, reader.notes) if csv else None,
+                _json(meta, reader.notes) if meta else {},
+                reader.notes,
+            )
+        )
+    return backends
+
+
+def _backend(
+    name: str, table: pd.DataFrame | None, meta: dict[str, Any], notes: list[str]
+) -> Backend:
     if table is not None:
-        missing = [c for c in INFERENCE_COLUMNS if c not in table]
+        missing = [c for c in PREDICTION_COLUMNS if c not in table]
         if missing:
             notes.append(f"inference/{name}.csv lacks columns {missing}; backend left out")
             table = None
@@ -179,11 +165,7 @@ def _load_backend(root: Path, name: str, notes: list[str]) -> Backend:
             table = table.sort_values("index", kind="stable").reset_index(drop=True)
             if table["index"].duplicated().any():
                 notes.append(f"inference/{name}.csv repeats image indices")
-            if (
-                "images" in meta
-                and meta["images"] is not None
-                and int(meta["images"]) != len(table)
-            ):
+            if meta.get("images") is not None and int(meta["images"]) != len(table):
                 notes.append(
                     f"inference/{name}.json says {int(meta['images']):,} images, "
                     f"the csv holds {len(table):,} rows"
@@ -191,9 +173,33 @@ def _load_backend(root: Path, name: str, notes: list[str]) -> Backend:
     return Backend(name=name, table=table, meta=meta)
 
 
-def _benchmarks(folder: Path, notes: list[str]) -> pd.DataFrame | None:
+def _test_images(
+    config: dict[str, Any], data_paths: dict[str, Path], notes: list[str]
+) -> np.ndarray | None:
+    name = nested(config, "dataset", "files", "test_images", "file")
+    if not name:
+        return None
+    path = data_paths.get(name)
+    if path is None or not path.is_file():
+        notes.append(f"{path or name} not found; thumbnails left out")
+        return None
+    try:
+        images = read_idx(path)
+    except ValueError as error:
+        notes.append(f"{path}: {error}; thumbnails left out")
+        return None
+    if images.ndim != 3:
+        notes.append(f"{path}: not an image file; thumbnails left out")
+        return None
+    return images
+
+
+def _benchmarks(paths: list[Path], notes: list[str]) -> pd.DataFrame | None:
     rows = []
-    for path in sorted(folder.glob("*.tsv")):
+    for path in paths:
+        if not path.is_file():
+            notes.append(f"benchmarks/{path.name} not found")
+            continue
         try:
             table = pd.read_csv(path, sep="\t", na_values=["-", "NA"])
         except (OSError, ValueError) as error:
@@ -206,7 +212,7 @@ def _benchmarks(folder: Path, notes: list[str]) -> pd.DataFrame | None:
         if "rule_name" in table and pd.notna(table["rule_name"].iloc[0]):
             row["rule"] = str(table["rule_name"].iloc[0])
         for column in BENCHMARK_COLUMNS:
-            if column in table and column != "h:m:s":
+            if column in table:
                 row[column] = pd.to_numeric(table[column], errors="coerce").mean()
         rows.append(row)
     if not rows:
@@ -248,15 +254,7 @@ def _short(path: Path) -> str:
     return "/".join(parts[-3:]) if len(parts) >= 3 else str(path)
 
 
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "pass", "passed")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return bool(value)
-
-
-def _get(mapping, *keys, default=None):
+def nested(mapping, *keys, default=None):
     for key in keys:
         if not isinstance(mapping, dict) or key not in mapping:
             return default

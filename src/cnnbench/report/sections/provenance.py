@@ -1,0 +1,115 @@
+"""Section 7: how to reproduce the run, the machine and software, per-rule wall time and memory."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from .. import fmt
+from ..common import blas_lines, core_share
+from ..inputs import Results
+
+ENVIRONMENT_FIRST = ("cpu_model", "logical_cores", "threads", "platform", "timestamp")
+ENVIRONMENT_ELSEWHERE = {"python", "packages", "blas", "load_average"}  # shown in their own rows
+
+
+def section(results: Results) -> dict[str, Any]:
+    env = results.environment
+    packages = {name: str(v) for name, v in (results.manifest.get("versions") or {}).items()}
+    packages.update({name: str(v) for name, v in (env.get("packages") or {}).items()})
+    if env.get("python"):
+        packages["python"] = str(env["python"]).split()[0]
+    if results.config:
+        command = "snakemake --cores 4 --configfile run-config.yaml"
+        command_note = (
+            "run-config.yaml: the config below saved as a file. It is this run's effective "
+            "config, command-line overrides included, so it reproduces the run exactly."
+        )
+    else:
+        command = "snakemake --cores 4"
+        command_note = "No config was given to the report; the command uses config.yaml."
+    environment = [
+        {"key": key.replace("_", " "), "value": env[key]}
+        for key in ENVIRONMENT_FIRST
+        if env.get(key) is not None
+    ] + [
+        {"key": key.replace("_", " "), "value": plain(value)}
+        for key, value in env.items()
+        if key not in ENVIRONMENT_FIRST and key not in ENVIRONMENT_ELSEWHERE
+    ]
+    return {
+        "packages": sorted(packages.items(), key=lambda kv: kv[0].lower()),
+        "environment": environment,
+        "blas": blas_lines(env.get("blas")),
+        "benchmarks": _benchmarks(results),
+        "command": command,
+        "config_text": results.config_text or "(no config given)",
+        "config_sha256": (
+            hashlib.sha256(results.config_text.encode()).hexdigest()
+            if results.config_text
+            else None
+        ),
+        "command_note": command_note,
+    }
+
+
+def _benchmarks(results: Results) -> list[dict[str, Any]]:
+    if results.benchmarks is None:
+        return []
+    return [
+        {
+            "name": (row.get("rule") and f"{row['rule']} ({row['name']})") or row["name"],
+            "s": fmt.duration(row.get("s")),
+            "max_rss": fmt.megabytes(row.get("max_rss")),
+            "cpu_time": fmt.duration(row.get("cpu_time")),
+            "mean_load": core_share(row.get("mean_load")),
+            "repeats": row.get("repeats", 1),
+        }
+        for row in results.benchmarks.to_dict("records")
+    ]
+
+
+def plain(value) -> str:
+    """A JSON value as one readable line: dicts as 'key: value; ...', lists comma-separated."""
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {plain(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(item) for item in value) or "none"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def pipeline_time(results: Results) -> dict[str, Any]:
+    """Elapsed span from benchmark file times, and the sum of rule wall times (one job at a time)."""
+    bench = results.benchmarks
+    if bench is None or bench.empty:
+        return {
+            "text": "–",
+            "short": "no benchmark files",
+            "detail": "no benchmarks/*.tsv found",
+            "span": None,
+            "sum": None,
+        }
+    total = float(bench["s"].sum())
+    span = float(bench["end"].max() - bench["start"].min())
+    rules = len(bench)
+    if float(bench["s"].max()) - 1.0 <= span <= total * 1.5 + 60:  # one session: a true span
+        return {
+            "text": fmt.duration(span),
+            "short": "elapsed, first rule start to last rule end; rule times add up to "
+            + fmt.duration(total),
+            "detail": f"elapsed wall-clock time from the start of the first to the end of the "
+            f"last of {rules} benchmarked rules (from the benchmark files' times, this report "
+            f"excluded); the rules' own wall times add up to {fmt.duration(total)}",
+            "span": span,
+            "sum": total,
+        }
+    return {
+        "text": fmt.duration(total),
+        "short": f"sum of {rules} rule wall times (they ran in separate sessions)",
+        "detail": f"sum of the wall times of {rules} benchmarked rules (this report excluded); "
+        "the benchmark files come from separate runs, so an elapsed span would mislead",
+        "span": None,
+        "sum": total,
+    }
