@@ -234,10 +234,14 @@ def test_every_rule_reading_the_weights_reads_the_manifest():
     blocks = [
         block for path in rules for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]
     ]
-    readers = [
-        block.split(":")[0] for block in blocks if "weights=WEIGHTS" in block.split("output:")[0]
-    ]
-    assert sorted(readers) == ["gradcheck", "infer_shard", "throughput"]
-    for block in blocks:
-        if "weights=WEIGHTS" in block.split("output:")[0]:
-            assert "manifest=MANIFEST" in block.split("output:")[0], block.split(":")[0]
+    inputs = {block.split(":")[0]: block.split("output:")[0] for block in blocks}
+    readers = sorted(
+        name
+        for name, text in inputs.items()
+        if re.search(r"=\s*(WEIGHTS|rules\.export_weights\.output\.weights)\b", text)
+    )
+    assert readers == ["gradcheck", "infer_shard", "report", "throughput"]
+    for name in readers:
+        assert re.search(
+            r"=\s*(MANIFEST|rules\.export_weights\.output\.manifest)\b", inputs[name]
+        ), name
