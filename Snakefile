@@ -1,7 +1,15 @@
 # cnnbench: train a small CNN on MNIST, run it through hand-written backends, check every
 # gradient, and render results/report.html.  Run: snakemake --cores 4   (see README.md)
 
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+# Rules and this file import the project's library from src/ (see workflow/rules/common.smk).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+import cnnbench.config  # noqa: E402
 
 min_version("9.0")
 
@@ -12,7 +20,15 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Nested --config values arrive as strings ("inference={limit: 1000}"): type them by the schema,
+# validate, then check what the schema cannot express (finite numbers, distinct file names).
+SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+cnnbench.config.prepare(config, cnnbench.config.load_schema(SCHEMA))
+validate(config, SCHEMA)
+try:
+    cnnbench.config.check(config)
+except cnnbench.config.ConfigError as error:
+    raise WorkflowError(f"Error validating config file: {error}") from None
 
 
 include: "workflow/rules/common.smk"

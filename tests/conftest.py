@@ -13,23 +13,22 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from mnist_source import MnistMissing, locate_mnist
 
 from cnnbench.job import run_job
 from cnnbench.model import SimpleCNN
 from cnnbench.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = Path(os.environ.get("CNNBENCH_MNIST_DIR", REPO.parent / "shared" / "mnist"))
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    if not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file():
-        pytest.fail(
-            f"no MNIST files in {MNIST_DIR}: put the four official .gz files there or set "
-            "CNNBENCH_MNIST_DIR (see README, 'Offline, or with a local copy of MNIST')"
-        )
-    return MNIST_DIR
+    """The four official MNIST files: see tests/mnist_source.py for where they are looked for."""
+    try:
+        return locate_mnist(log=lambda message: print(message, file=sys.stderr))
+    except MnistMissing as missing:
+        pytest.fail(f"{missing} (see README, 'Offline, or with a local copy of MNIST')")
 
 
 @pytest.fixture(scope="session")
@@ -52,10 +51,17 @@ def init_arrays() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def weights_path(tmp_path_factory) -> Path:
-    """A weights.npz holding ``init_arrays``'s weights, shared by the whole session (read-only)."""
+    """A weights.npz holding ``init_arrays``'s weights, shared by the whole session (read-only),
+    with a manifest.json beside it recording its sha256, as the export step writes them."""
     path = tmp_path_factory.mktemp("weights") / "weights.npz"
-    save_weights(path, _torch_init_arrays())
+    sha256 = save_weights(path, _torch_init_arrays())
+    manifest_of(path).write_text(json.dumps({"sha256": sha256}))
     return path
+
+
+def manifest_of(weights: Path) -> Path:
+    """The manifest beside a weights file (results/model/ holds both)."""
+    return weights.with_name("manifest.json")
 
 
 def run_step(step, input=None, output=None, settings=None) -> None:

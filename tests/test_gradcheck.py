@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import run_step
+from conftest import manifest_of, run_step
 
 from cnnbench import numerics
 from cnnbench.geometry import PARAMETER_SHAPES
@@ -22,6 +22,7 @@ def run(weights_path, mnist_dir, out):
         gradcheck,
         input={
             "weights": weights_path,
+            "manifest": manifest_of(weights_path),
             "test_images": mnist_dir / "t10k-images-idx3-ubyte.gz",
             "test_labels": mnist_dir / "t10k-labels-idx1-ubyte.gz",
         },

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_step
+from conftest import manifest_of, run_step
 
 from cnnbench import backends, tables
 from cnnbench.bench import __main__ as bench
@@ -32,7 +32,7 @@ def run_shard(backend, weights, test_data, limit, out_dir, shard=0, shards=1, wa
     settings = {"backend": backend, "limit": limit, "shard": shard, "shards": shards}
     run_step(
         infer,
-        input={"weights": weights, **test_data},
+        input={"weights": weights, "manifest": manifest_of(weights), **test_data},
         output={"csv": out, "meta": out.with_suffix(".json")},
         settings=settings | {"warmup": warmup, "threads": 1},
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnbench.backends import SLOW
+from cnnbench.weights import load_weights, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
@@ -138,3 +142,34 @@ def test_corrupted_mirror_fails_cleanly(tmp_path, mnist_dir, run_snakemake):
     assert left == [Path("results/logs/download_t10k-labels-idx1-ubyte.gz.log")]
     log = (workdir / "results/logs/download_t10k-labels-idx1-ubyte.gz.log").read_text()
     assert "checksum mismatch" in log and "expected ec29112dd5afa0611ce80d1b7f02629c" in log
+
+
+def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path, run_snakemake):
+    """Valid weights that are not the exported ones: the consumer stops in one line naming the
+    fix, and the fix (re-export from the checkpoint) restores the exported bytes."""
+    workdir, overlay = pipeline
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)  # results and .snakemake, mtimes kept
+    weights = copy / "results/model/weights.npz"
+    exported = json.loads((copy / "results/model/manifest.json").read_text())["sha256"]
+    arrays = load_weights(weights)
+    arrays["fc2.bias"] += np.float32(0.5)
+    save_weights(weights, arrays)
+    result = run_snakemake(copy, overlay, "--cores", "1", "results/gradcheck.csv", timeout=300)
+    assert result.returncode != 0
+    log = (copy / "results/logs/gradcheck.log").read_text().strip().splitlines()
+    assert log[-1].startswith("cnnbench.steps.gradcheck: error: results/model/weights.npz are not")
+    assert log[-1].endswith("snakemake --cores 4 --forcerun export_weights")
+    assert not any("Traceback" in line for line in log)
+    fixed = run_snakemake(
+        copy,
+        overlay,
+        "--cores",
+        "1",
+        "--forcerun",
+        "export_weights",
+        "results/gradcheck.csv",
+        timeout=600,
+    )
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == exported

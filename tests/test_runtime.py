@@ -1,10 +1,15 @@
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from cnnbench.files import atomic_output
 from cnnbench.runtime import declared_threads, set_threads
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.mark.parametrize(
@@ -112,3 +117,23 @@ def test_cluster_job_declares_the_threads_it_was_submitted_with(
     assert {rule: declared[rule] for rule in expected} == {
         rule: {threads} for rule, threads in expected.items()
     }
+
+
+def test_set_threads_holds_for_torch_once_numba_is_loaded():
+    """numba's first set_num_threads starts its OpenMP pool, which reset torch (once torch had read
+    its thread count) to NUMBA_NUM_THREADS: `assert 2 == 1` above whenever an earlier test in the
+    same pytest worker had imported numba (a fresh clone's test order)."""
+    code = (
+        "import torch, numba\n"
+        "from cnnbench.runtime import set_threads\n"
+        "torch.get_num_threads()\n"  # as the test above does first
+        "set_threads(1)\n"
+        "print(torch.get_num_threads(), numba.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]

@@ -1,13 +1,29 @@
 import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import manifest_of
 
 from cnnbench.geometry import PARAMETER_SHAPES
 from cnnbench.model import SimpleCNN, model_from_weights
-from cnnbench.weights import WeightsError, load_weights, save_weights
+from cnnbench.weights import (
+    WeightsError,
+    load_verified,
+    load_weights,
+    save_weights,
+    verify_exported,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_state_dict_matches_architecture(init_arrays):
@@ -93,3 +109,146 @@ def test_saved_members_have_fixed_timestamps(tmp_path, init_arrays):
     save_weights(tmp_path / "w.npz", init_arrays)
     with zipfile.ZipFile(tmp_path / "w.npz") as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+# ---------------------------------------------------------------------------- exported weights only
+
+
+@pytest.fixture
+def exported(tmp_path, weights_path):
+    """A copy of the session's weights and manifest, free to damage."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for source in (weights_path, manifest_of(weights_path)):
+        shutil.copy(source, folder / source.name)
+    return folder / "weights.npz", folder / "manifest.json"
+
+
+def _replace_with_other_weights(weights, nan=False):
+    arrays = load_weights(weights)
+    arrays["fc2.bias"] = arrays["fc2.bias"] + np.float32(0.5)
+    if nan:
+        arrays["conv1.weight"][0, 0, 0, 0] = np.nan
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # save_weights refuses NaN; a user's copy need not
+        weights.write_bytes(buffer.getvalue())
+    else:
+        save_weights(weights, arrays)  # valid weights, just not the exported ones
+
+
+def test_exported_weights_verify(exported):
+    weights, manifest = exported
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert verify_exported(weights, manifest) == sha256
+    assert set(load_verified(weights, manifest)) == set(PARAMETER_SHAPES)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_replaced_weights_are_refused_in_one_line(exported, nan):
+    weights, manifest = exported
+    expected = json.loads(manifest.read_text())["sha256"]
+    _replace_with_other_weights(weights, nan)
+    actual = hashlib.sha256(weights.read_bytes()).hexdigest()
+    with pytest.raises(WeightsError) as caught:
+        load_verified(weights, manifest)
+    assert str(caught.value) == (
+        f"{weights} are not the exported weights: sha256 {actual[:12]}..., but {manifest} "
+        f"records {expected[:12]}... (replaced or damaged since the export); rebuild them from "
+        "the checkpoint: snakemake --cores 4 --forcerun export_weights"
+    )
+
+
+def test_missing_or_foreign_manifest_is_refused(exported):
+    weights, manifest = exported
+    manifest.write_text('{"weights_file": "weights.npz"}')
+    with pytest.raises(WeightsError, match=r"manifest.json: not a weights manifest \(no sha256"):
+        verify_exported(weights, manifest)
+    manifest.unlink()
+    with pytest.raises(WeightsError, match=r"manifest.json: no such manifest; rebuild them"):
+        verify_exported(weights, manifest)
+
+
+@pytest.mark.parametrize("step", ["gradcheck", "infer", "throughput"])
+def test_no_step_runs_on_weights_that_are_not_the_exported_ones(
+    exported, mnist_dir, tmp_path, step
+):
+    """The consumers of weights.npz, as the rules run them: one line, exit 2, no output."""
+    weights, manifest = exported
+    _replace_with_other_weights(weights, nan=True)
+    settings = {
+        "gradcheck": {"batch_size": 2, "samples": 2, "seed": 0},
+        "infer": {
+            "backend": "torch",
+            "limit": 4,
+            "shard": 0,
+            "shards": 1,
+            "warmup": 0,
+            "threads": 1,
+        },
+        "throughput": {
+            "backends": ["torch"],
+            "threads": 1,
+            "throughput_batch_sizes": [1],
+            "throughput_loop_images": 2,
+            "throughput_repeats": 1,
+        },
+    }[step]
+    outputs = {"csv": str(tmp_path / "out.csv"), "meta": str(tmp_path / "out.json")}
+    job = {
+        "input": {
+            "weights": str(weights),
+            "manifest": str(manifest),
+            "test_images": str(mnist_dir / "t10k-images-idx3-ubyte.gz"),
+            "test_labels": str(mnist_dir / "t10k-labels-idx1-ubyte.gz"),
+        },
+        "output": outputs if step == "infer" else {"csv": outputs["csv"]},
+        "settings": settings,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", f"cnnbench.steps.{step}", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"cnnbench.steps.{step}: error: {weights} are not the exported")
+    assert "--forcerun export_weights" in lines[0]
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_bench_refuses_weights_that_are_not_the_exported_ones(exported, capsys):
+    from cnnbench.bench import __main__ as bench
+
+    weights, _ = exported
+    _replace_with_other_weights(weights)
+    with pytest.raises(SystemExit) as caught:
+        bench.main(["--weights", str(weights)])
+    assert caught.value.code == 2
+    assert "are not the exported weights" in capsys.readouterr().err
+
+
+def test_every_rule_reading_the_weights_reads_the_manifest():
+    rules = (REPO / "workflow" / "rules").glob("*.smk")
+    blocks = [
+        block for path in rules for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]
+    ]
+    inputs = {block.split(":")[0]: block.split("output:")[0] for block in blocks}
+    readers = sorted(
+        name
+        for name, text in inputs.items()
+        if re.search(r"=\s*(WEIGHTS|rules\.export_weights\.output\.weights)\b", text)
+    )
+    assert readers == ["gradcheck", "infer_shard", "report", "throughput"]
+    for name in readers:
+        assert re.search(
+            r"=\s*(MANIFEST|rules\.export_weights\.output\.manifest)\b", inputs[name]
+        ), name
+    # the NumPy-trained weights likewise, against their own manifest
+    numpy_readers = sorted(
+        n for n, text in inputs.items() if re.search(r"=\s*WEIGHTS_NUMPY\b", text)
+    )
+    assert numpy_readers == ["infer_numpy_trained"]
+    for name in numpy_readers:
+        assert re.search(r"=\s*MANIFEST_NUMPY\b", inputs[name]), name

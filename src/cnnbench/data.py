@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import shutil
+import http.client
 import time
 import urllib.error
 import urllib.parse
@@ -18,6 +18,7 @@ import numpy as np
 
 from cnnbench.errors import UserError
 from cnnbench.files import atomic_output
+from cnnbench.geometry import INPUT_SHAPE, NUM_CLASSES
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -30,10 +31,6 @@ class DataError(UserError, ValueError):
 
 class DownloadError(UserError, RuntimeError):
     """No mirror delivered a file whose checksums match."""
-
-
-class _ChecksumMismatch(Exception):
-    """A transfer completed but its bytes are not the configured ones."""
 
 
 # ---------------------------------------------------------------------------- IDX format
@@ -77,7 +74,8 @@ def _is_gzip(path: Path) -> bool:
 
 
 def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, rows, cols) and labels (N,) as uint8; counts and label values are checked."""
+    """Images (N, rows, cols) and labels (N,) as uint8, checked against the network: as many
+    labels as images, images of its input size, label values among its classes."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3:
@@ -87,6 +85,17 @@ def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.nda
     if len(images) != len(labels):
         raise DataError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+        )
+    if images.shape[1:] != INPUT_SHAPE[1:]:
+        raise DataError(
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]} pixels, the network "
+            f"takes {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} (check dataset.files in config.yaml)"
+        )
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if len(bad):
+        raise DataError(
+            f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} ({len(bad)} labels in all) "
+            f"is outside 0..{NUM_CLASSES - 1}, the network's classes (check dataset.files in config.yaml)"
         )
     return images, labels
 
@@ -109,14 +118,20 @@ def file_digests(path: str | Path) -> dict[str, str]:
     return {name: digest.hexdigest() for name, digest in hashes.items()}
 
 
+MAX_BYTES = 1 << 30  # no dataset file may exceed this when neither config nor server gives a size
+CHUNK = 1 << 16
+
+
 def download(
     filename: str,
     mirrors: list[str],
     destination: str | Path,
     checksums: dict[str, str],
     *,
+    size: int | None = None,
     attempts: int = 3,
     timeout_s: float = 60.0,
+    deadline_s: float = 600.0,
     backoff_s: float = 1.0,
     log=print,
 ) -> dict[str, str]:
@@ -125,25 +140,24 @@ def download(
     One code path for https://, http:// and file:// (urllib handles all three). Each transfer goes
     to a temporary file beside ``destination`` and is renamed into place only after every given
     checksum matches, so an interrupted or corrupted download never leaves a file a rerun would
-    trust. Transient failures are retried with exponential backoff; a checksum mismatch is not
-    transient for that mirror and moves on to the next one. Returns the verified digests.
+    trust. Every attempt is bounded: in bytes by ``size`` (the config's), else by the server's
+    Content-Length, else by MAX_BYTES; in time by ``timeout_s`` for connecting and for each read,
+    and by ``deadline_s`` for the whole transfer. Transient failures (timeouts, server errors)
+    are retried with exponential backoff; a wrong size, a checksum mismatch or a missed deadline
+    is not transient for that mirror and moves on to the next one. Returns the verified digests.
     """
     wanted = {name: value.lower() for name, value in checksums.items() if value}
     if not wanted:
         raise DataError(f"{filename}: no md5 or sha256 given; refusing to download unverified data")
     if not mirrors:
         raise DataError(f"{filename}: no mirrors configured")
-    failures = []
+    failures: dict[str, str] = {}
     for mirror in mirrors:
         url = urllib.parse.urljoin(mirror if mirror.endswith("/") else mirror + "/", filename)
         for attempt in range(1, attempts + 1):
             try:
                 with atomic_output(destination) as temporary:
-                    with (
-                        temporary.open("wb") as out,
-                        urllib.request.urlopen(url, timeout=timeout_s) as response,
-                    ):
-                        shutil.copyfileobj(response, out, 1 << 20)
+                    _transfer(url, temporary, size, timeout_s, deadline_s)
                     actual = file_digests(temporary)
                     mismatched = {
                         name: (value, actual[name])
@@ -151,19 +165,26 @@ def download(
                         if actual[name] != value
                     }
                     if mismatched:
-                        raise _ChecksumMismatch(
-                            "; ".join(
+                        raise _WrongBytes(
+                            "checksum mismatch: "
+                            + "; ".join(
                                 f"{name} expected {exp}, got {got}"
                                 for name, (exp, got) in mismatched.items()
                             )
                         )
-            except _ChecksumMismatch as mismatch:
-                failures.append(f"{url}: checksum mismatch: {mismatch}")
-                log(f"checksum mismatch for {filename} from {url}: {mismatch}")
-                break  # the mirror served the wrong bytes; retrying it will not help
-            except (urllib.error.URLError, OSError, TimeoutError) as error:
-                failures.append(f"{url} (attempt {attempt}): {error}")
-                log(f"failed to fetch {url} (attempt {attempt}/{attempts}): {error}")
+            except _WrongBytes as wrong:
+                failures[url] = str(wrong)
+                log(f"giving up on {url}: {wrong}")
+                break  # the mirror serves the wrong bytes, or too slowly; retrying will not help
+            except (
+                urllib.error.URLError,
+                OSError,
+                TimeoutError,
+                http.client.HTTPException,
+            ) as error:
+                reason = _reason(error, timeout_s)
+                failures[url] = reason + (f" (after {attempt} attempts)" if attempt > 1 else "")
+                log(f"failed to fetch {url} (attempt {attempt}/{attempts}): {reason}")
                 if _is_permanent(error) or attempt == attempts:
                     break
                 time.sleep(backoff_s * 2 ** (attempt - 1))
@@ -172,7 +193,54 @@ def download(
                     f"verified {filename} from {url} ({', '.join(f'{k} {actual[k]}' for k in wanted)})"
                 )
                 return actual
-    raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(failures))
+    raise DownloadError(
+        f"could not download {filename}: "
+        + "; ".join(f"{url}: {reason}" for url, reason in failures.items())
+        + " (check dataset.mirrors in config.yaml, or use a local copy: README, 'Offline')"
+    )
+
+
+class _WrongBytes(Exception):
+    """The mirror answered, but not with the configured file (size, checksum) or not in time."""
+
+
+def _transfer(url: str, out: Path, size: int | None, timeout_s: float, deadline_s: float) -> None:
+    """Copy ``url`` to ``out``, bounded in bytes and time (see ``download``)."""
+    started = time.monotonic()
+    with out.open("wb") as sink, urllib.request.urlopen(url, timeout=timeout_s) as response:
+        announced = response.headers.get("Content-Length")
+        announced = int(announced) if announced and announced.isdigit() else None
+        if size is not None and announced is not None and announced != size:
+            raise _WrongBytes(f"announces {announced} bytes, the config's size is {size}")
+        if size is not None:
+            limit, why = size, "the config's size"
+        elif announced is not None:
+            limit, why = announced, "its Content-Length"
+        else:
+            limit, why = MAX_BYTES, "the 1 GiB cap: no size in the config, no Content-Length"
+        if limit > MAX_BYTES:
+            raise _WrongBytes(f"announces {limit} bytes, more than the 1 GiB cap")
+        read = getattr(response, "read1", response.read)  # read1: return what has arrived
+        received = 0
+        while block := read(CHUNK):
+            received += len(block)
+            if received > limit:
+                raise _WrongBytes(f"sent more than {limit} bytes ({why}); stopped")
+            if time.monotonic() - started > deadline_s:
+                of = f" of {limit}" if limit != MAX_BYTES else ""
+                raise _WrongBytes(f"too slow: {received}{of} bytes after {deadline_s:g} s; stopped")
+            sink.write(block)
+    if size is not None and received != size:
+        raise _WrongBytes(f"sent {received} bytes, the config's size is {size}")
+
+
+def _reason(error: Exception, timeout_s: float) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    cause = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(cause, TimeoutError):
+        return f"timed out (nothing received for {timeout_s:g} s)"
+    return str(cause) or type(cause).__name__
 
 
 def _is_permanent(error: Exception) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import UserError
+from cnnbench.runtime import exit_on_signals
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def run_job(step: Callable[[Job], None], argv: list[str] | None = None) -> None:
         print(f"usage: python -m {module} JOB\n\n{doc.strip()}\n\n{__doc__.strip()}")
         raise SystemExit(0 if args and args[0] in ("-h", "--help") else 2)
     try:
-        step(Job.from_json(args[0]))
+        with exit_on_signals():  # SIGTERM/SIGINT: every atomic output's temporary file removed
+            step(Job.from_json(args[0]))
     except UserError as error:
         print(f"{module}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnbench.errors import UserError
 from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, PARAMETER_SHAPES
 from cnnbench.weights import check_parameters
 
@@ -51,5 +52,8 @@ def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+        raise UserError(
+            "train.device is 'cuda' but torch finds no CUDA device here; set train.device to "
+            "auto or cpu"
+        )
     return torch.device(requested)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 _THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -27,15 +31,40 @@ def set_threads(threads: int) -> None:
         # numba refuses a changed NUMBA_NUM_THREADS once loaded; numba.set_num_threads covers it.
         if not (variable == "NUMBA_NUM_THREADS" and "numba" in sys.modules):
             os.environ[variable] = str(threads)
+    # numba first: its first set_num_threads starts its OpenMP thread pool, which resets torch's
+    # thread count to NUMBA_NUM_THREADS once torch has read it (torch 2.13, numba's omp layer);
+    # threadpoolctl and torch then set the final counts.
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         torch.set_num_threads(threads)
-    if "numba" in sys.modules:
-        numba = sys.modules["numba"]
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+@contextlib.contextmanager
+def exit_on_signals(signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into SystemExit(128 + signal) inside the block, so every
+    ``finally`` (``atomic_output``'s removal of its temporary file) runs before the process ends.
+    Python's default for SIGTERM is to die on the spot, leaving temporary files behind."""
+
+    def stop(number, frame):
+        name = signal.Signals(number).name
+        print(f"stopped by {name}: removing temporary files", file=sys.stderr)
+        raise SystemExit(128 + number)
+
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    previous = {number: signal.signal(number, stop) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def declared_threads(actual: int, workflow_cores: int | None, machine_cores: int) -> int:

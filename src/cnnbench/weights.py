@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -42,6 +43,43 @@ def save_weights(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
     data = buffer.getvalue()
     Path(path).write_bytes(data)
     return hashlib.sha256(data).hexdigest()
+
+
+REBUILD = "rebuild them from the checkpoint: snakemake --cores 4 --forcerun export_weights"
+
+
+def verify_exported(weights: str | Path, manifest: str | Path) -> str:
+    """Check that ``weights`` are the exported ones: their sha256 is the one the export step wrote
+    into ``manifest``. Every consumer of the pipeline's weights calls this (or
+    ``load_verified``) first, so nothing runs on a replaced or damaged file. Returns the sha256."""
+    weights, manifest = Path(weights), Path(manifest)
+    try:
+        expected = json.loads(manifest.read_text())["sha256"]
+    except FileNotFoundError:
+        raise WeightsError(f"{manifest}: no such manifest; {REBUILD}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise WeightsError(
+            f"{manifest}: not a weights manifest (no sha256: {error}); {REBUILD}"
+        ) from None
+    if not weights.is_file():
+        raise WeightsError(f"{weights}: no such weights file; {REBUILD}")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise WeightsError(
+            f"{weights} are not the exported weights: sha256 {actual[:12]}..., but {manifest} "
+            f"records {expected[:12]}... (replaced or damaged since the export); {REBUILD}"
+        )
+    return actual
+
+
+def load_verified(weights: str | Path, manifest: str | Path) -> dict[str, np.ndarray]:
+    """``load_weights`` of the exported weights only (``verify_exported`` first)."""
+    verify_exported(weights, manifest)
+    return load_weights(weights)
 
 
 def load_weights(path: str | Path) -> dict[str, np.ndarray]:

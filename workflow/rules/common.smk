@@ -45,6 +45,20 @@ def total_cores():
 
 
 CORES = total_cores()
+# Before any job, dry runs included: a timed job with more busy threads than cores measures
+# contention, not the backend (README, "Honest timings").
+TIMED_CORES = min(CORES or MACHINE_CORES, MACHINE_CORES)
+if workflow.is_main_process and INFERENCE["threads"] > TIMED_CORES:
+    limit = (
+        f"--cores is {CORES}"
+        if CORES and CORES < MACHINE_CORES
+        else f"this machine has {MACHINE_CORES} cores"
+    )
+    logger.warning(
+        f"inference.threads is {INFERENCE['threads']} but {limit}: every "
+        f"timed job would run {INFERENCE['threads']} busy threads on {TIMED_CORES} core(s) and "
+        f"time the contention. Set inference.threads to at most {TIMED_CORES}."
+    )
 if workflow.is_main_process and not workflow.dryrun and CORES:
     if CORES > MACHINE_CORES:
         logger.warning(
@@ -89,6 +103,10 @@ DATA_FILES = {spec["file"]: spec for spec in DATASET["files"].values()}
 TEST_DATA = {"test_images": data_path("test_images"), "test_labels": data_path("test_labels")}
 WEIGHTS = "results/model/weights.npz"
 WEIGHTS_NUMPY = "results/model/weights_numpy.npz"  # the NumPy trainer's (rule train_numpy)
+# Written with the weights by export_weights; every rule reading WEIGHTS also reads this, and its
+# step refuses weights whose sha256 is not the one recorded here (cnnbench.weights.load_verified).
+MANIFEST = "results/model/manifest.json"
+MANIFEST_NUMPY = "results/model/manifest_numpy.json"  # likewise for WEIGHTS_NUMPY
 
 
 def shards_of(backend):

@@ -1,6 +1,7 @@
 rule gradcheck:
     input:
         weights=WEIGHTS,
+        manifest=MANIFEST,
         **TEST_DATA,
     output:
         csv=report("results/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"),

@@ -7,6 +7,7 @@
 rule infer_shard:
     input:
         weights=WEIGHTS,
+        manifest=MANIFEST,
         **TEST_DATA,
     output:
         # Gathered into results/inference/{backend}.csv, then removed.
@@ -70,6 +71,7 @@ rule gather_inference:
 rule throughput:
     input:
         weights=WEIGHTS,
+        manifest=MANIFEST,
         **TEST_DATA,
     output:
         csv=report("results/throughput.csv", caption="../report/throughput.rst", category="Timing"),

@@ -37,7 +37,7 @@ rule export_weights:
     output:
         weights=WEIGHTS,
         onnx="results/model/model.onnx",  # the onnxruntime backend builds the same bytes in memory
-        manifest="results/model/manifest.json",
+        manifest=MANIFEST,
     params:
         job=job({"train": TRAIN, "dataset_name": DATASET["name"]}),
     log:
@@ -72,7 +72,7 @@ rule train_numpy:
             category="Training",
         ),
         weights=WEIGHTS_NUMPY,
-        manifest="results/model/manifest_numpy.json",
+        manifest=MANIFEST_NUMPY,
         summary="results/training_numpy/summary.json",
     params:
         job=job({"train": TRAIN, "train_numpy": TRAIN_NUMPY, "dataset_name": DATASET["name"]}),
@@ -99,6 +99,7 @@ NUMPY_TRAINED_BACKENDS = [backend for backend in BACKENDS if backend not in SLOW
 rule infer_numpy_trained:
     input:
         weights=WEIGHTS_NUMPY,
+        manifest=MANIFEST_NUMPY,
         **TEST_DATA,
     output:
         csv="results/inference_numpy_trained/{backend}_numpy_trained.csv",

@@ -30,11 +30,13 @@ import numpy as np
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
+from cnnbench.errors import UserError
 from cnnbench.files import write_json
 from cnnbench.geometry import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
 from cnnbench.ops import Im2colInference
 from cnnbench.runtime import load_average, set_threads
 from cnnbench.timing import timed_predictions
+from cnnbench.weights import verify_exported
 
 
 def ratio_base(names) -> str | None:
@@ -277,6 +279,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cnnbench.bench", description=__doc__)
     parser.add_argument("--weights", required=True, type=Path)
     parser.add_argument(
+        "--manifest",
+        type=Path,
+        help="the export's manifest.json the weights are checked against "
+        "(default: the one beside the weights, when present)",
+    )
+    parser.add_argument(
         "--test-images", type=Path, default=Path("results/data/t10k-images-idx3-ubyte.gz")
     )
     parser.add_argument(
@@ -320,7 +328,13 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     set_threads(args.threads)
-    images, _ = load_split(args.test_images, args.test_labels)
+    try:  # a fault in the user's files: one line, no traceback
+        manifest = args.manifest or args.weights.with_name("manifest.json")
+        if args.manifest or manifest.is_file():
+            verify_exported(args.weights, manifest)
+        images, _ = load_split(args.test_images, args.test_labels)
+    except UserError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     x = to_model_input(images[: max(args.images, args.batch_size)])
     print(
         f"threads {args.threads}; clock {args.clock}; {blas_description()}; "

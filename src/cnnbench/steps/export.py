@@ -9,20 +9,16 @@ round trip).
 
 from __future__ import annotations
 
-import csv
-import importlib.metadata
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cnnbench import __version__
-from cnnbench.data import file_digests, load_split, to_model_input
+from cnnbench.data import load_split, to_model_input
 from cnnbench.files import atomic_output, write_json
-from cnnbench.geometry import PARAMETER_SHAPES
 from cnnbench.job import Job, run_job
+from cnnbench.manifest import build_manifest, last_epoch_metrics
 from cnnbench.model import model_from_weights
 from cnnbench.onnx_export import export_onnx
 from cnnbench.runtime import set_threads
@@ -73,54 +69,6 @@ def check_onnx(trained: dict[str, np.ndarray], onnx_path: Path, images: np.ndarr
             f"{onnx_path}: ONNX Runtime's logits differ from torch's by {difference}"
         )
     return difference
-
-
-def build_manifest(
-    weights_sha256: str,
-    onnx_entry: dict,
-    train_config: dict,
-    final_metrics: dict,
-    dataset_name: str,
-    data_paths: dict[str, str],
-) -> dict:
-    return {
-        "weights_file": "weights.npz",
-        "sha256": weights_sha256,
-        "parameters": {
-            name: {"shape": list(shape), "dtype": "float32"}
-            for name, shape in PARAMETER_SHAPES.items()
-        },
-        "onnx": onnx_entry,
-        "train_config": train_config,
-        "final_metrics": final_metrics,
-        "dataset": {
-            "name": dataset_name,
-            "files": {
-                role: {"file": Path(path).name, **file_digests(path)}
-                for role, path in data_paths.items()
-            },
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "onnx": importlib.metadata.version("onnx"),
-            "onnxruntime": importlib.metadata.version("onnxruntime"),
-            "cnnbench": __version__,
-        },
-    }
-
-
-def last_epoch_metrics(metrics_csv: str | Path) -> dict:
-    with open(metrics_csv, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows:
-        raise ValueError(f"{metrics_csv}: no epochs recorded")
-    # Wall time is left out: the manifest must be byte-identical for identical training.
-    final = rows[-1]
-    return {"epochs": int(final["epoch"])} | {
-        key: float(final[key]) for key in ("train_loss", "test_loss", "test_accuracy")
-    }
 
 
 def run(job: Job) -> None:

@@ -1,7 +1,7 @@
 """Check the NumPy network's loss gradients against PyTorch autograd and finite differences.
 
-Job: input weights, test_images, test_labels; output csv; settings: the config's ``gradcheck``
-section (batch_size, samples, seed). Runs on 1 thread.
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv; settings: the config's ``gradcheck`` section (batch_size, samples, seed). Runs on 1 thread.
 
 For the mean cross-entropy of the first ``batch_size`` test images, the gradient of every
 parameter tensor and of the input is computed by both NumPy implementations (``loops``,
@@ -45,7 +45,7 @@ from cnnbench.model import model_from_weights
 from cnnbench.numerics import max_abs_error, max_norm_relative_error, perturbed
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
 from cnnbench.runtime import progress, set_threads
-from cnnbench.weights import load_weights
+from cnnbench.weights import load_verified
 
 COLUMNS = (
     "tensor",
@@ -213,7 +213,7 @@ def run(job: Job) -> None:
     settings = job.settings
     batch_size, samples = settings["batch_size"], settings["samples"]
     set_threads(1)
-    arrays = load_weights(job.path("input", "weights"))
+    arrays = load_verified(job.path("input", "weights"), job.path("input", "manifest"))
     images, labels = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
     if batch_size > len(images):
         raise UserError(f"gradcheck.batch_size {batch_size} exceeds the {len(images)} test images")

@@ -4,8 +4,9 @@ One ``predict`` call per image, the clock (``time.perf_counter``) around that ca
 ``warmup`` untimed predictions on the range's first images. Writes one CSV row per image (index,
 label, pred, latency_s, logit_0..logit_9, in index order) and a meta JSON.
 
-Job: input weights, test_images, test_labels; output csv, meta; settings: the config's
-``inference`` section plus backend, shard and shards (which piece of how many).
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv, meta; settings: the config's ``inference`` section plus backend, shard and shards (which piece
+of how many).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cnnbench.job import Job, run_job
 from cnnbench.runtime import progress, set_threads
 from cnnbench.tables import LOGIT_COLUMNS, write_predictions
 from cnnbench.timing import timed_predictions
+from cnnbench.weights import verify_exported
 
 
 def shard_ranges(total: int, shards: int) -> list[tuple[int, int]]:
@@ -83,6 +85,7 @@ def infer(
 
 def run(job: Job) -> None:
     settings = job.settings
+    verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
     images, labels = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
     total = len(images) if settings["limit"] is None else settings["limit"]
     if total > len(images):

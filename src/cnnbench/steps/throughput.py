@@ -6,8 +6,9 @@ same images in batches of that size; ``seconds`` is the median pass. The slow ba
 on at most ``throughput_loop_images`` images, and a batch size above that is measured as one batch
 of all of them.
 
-Job: input weights, test_images, test_labels; output csv; settings: the config's ``inference``
-section (backends, threads, throughput_batch_sizes, throughput_loop_images, throughput_repeats).
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv; settings: the config's ``inference`` section (backends, threads, throughput_batch_sizes,
+throughput_loop_images, throughput_repeats).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cnnbench.files import write_table
 from cnnbench.job import Job, run_job
 from cnnbench.runtime import set_threads
 from cnnbench.timing import median_seconds
+from cnnbench.weights import verify_exported
 
 COLUMNS = ["backend", "batch_size", "images", "seconds", "images_per_s", "repeats"]
 
@@ -69,6 +71,7 @@ def measure(
 def run(job: Job) -> None:
     settings = job.settings
     set_threads(settings["threads"])
+    verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
     images, _ = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
     table = measure(
         settings["backends"],

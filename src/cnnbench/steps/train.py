@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnbench.data import load_split, to_model_input
+from cnnbench.errors import UserError
 from cnnbench.files import atomic_output, write_rows
 from cnnbench.job import Job, run_job
 from cnnbench.model import SimpleCNN, pick_device
@@ -97,9 +98,15 @@ def train(
 
 def run(job: Job) -> None:
     settings = dict(job.settings)
-    set_threads(settings.pop("threads"))
+    try:
+        threads = settings.pop("threads")
+        train_settings = TrainSettings(**settings)
+    except (KeyError, TypeError) as error:  # a job not written from a validated config
+        fields = ", ".join(["threads", *TrainSettings.__dataclass_fields__])
+        raise UserError(f"train settings must be exactly {fields} ({error})") from None
+    set_threads(threads)
     model, history = train(
-        TrainSettings(**settings),
+        train_settings,
         load_split(job.path("input", "train_images"), job.path("input", "train_labels")),
         load_split(job.path("input", "test_images"), job.path("input", "test_labels")),
     )

@@ -26,9 +26,9 @@ from cnnbench import training as train
 from cnnbench.data import load_split, to_model_input
 from cnnbench.files import atomic_output, write_json, write_rows
 from cnnbench.job import Job, run_job
+from cnnbench.manifest import build_manifest, last_epoch_metrics
 from cnnbench.model import model_from_weights
 from cnnbench.runtime import set_threads
-from cnnbench.steps.export import build_manifest, last_epoch_metrics
 from cnnbench.weights import load_weights, save_weights
 
 LOSS_TOLERANCE = 1e-10  # float64 check: |loss numpy - loss torch| / |loss torch|
