@@ -134,6 +134,7 @@ rule record_environment:
 rule bench_processes:
     input:
         weights=WEIGHTS,
+        manifest=MANIFEST,
         **TEST_DATA,
     output:
         json="results/bench_processes.json",

@@ -7,7 +7,8 @@ same images and weights; then again in a fresh process, ``processes`` times) and
 {backend: s}, "batch": {backend: s per image}, "batches", "load_average", "floor_s", "clock"}]}.
 Nothing is measured here: the bench's own code measures.
 
-Job: input weights, test_images, test_labels; output json; settings: the config's ``bench``
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+json; settings: the config's ``bench``
 section (processes, rounds, images, batch_size, loop_images) with ``backends`` and ``threads``
 from ``inference``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from cnnbench.bench.__main__ import main as bench
 from cnnbench.job import Job, run_job
+from cnnbench.weights import verify_exported
 
 
 def arguments(job: Job) -> list[str]:
@@ -24,6 +26,8 @@ def arguments(job: Job) -> list[str]:
     return [
         "--weights",
         str(job.path("input", "weights")),
+        "--manifest",
+        str(job.path("input", "manifest")),
         "--test-images",
         str(job.path("input", "test_images")),
         "--test-labels",
@@ -49,6 +53,8 @@ def arguments(job: Job) -> list[str]:
 
 
 def run(job: Job) -> None:
+    # here, once, so a wrong file is one line (UserError), not a failed child process
+    verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
     bench(arguments(job))
 
 
