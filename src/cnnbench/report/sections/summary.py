@@ -34,8 +34,9 @@ def section(
     missing = [r["name"] for r in rows if r["missing"]]
     images = [stats[b.name]["images"] for b in results.present_backends]
     total = len(results.test_images) if results.test_images is not None else None
-    # hand-written backends only: the production peer is the bar they are measured against
-    own = {name: s for name, s in stats.items() if name not in PEERS}
+    # hand-written backends only: not the reference (PyTorch) nor the production peer, the bar
+    # they are measured against
+    own = {name: s for name, s in stats.items() if name not in PEERS and name != REFERENCE}
     fastest = min(own, key=lambda name: own[name]["median"]) if own else None
     peer = results.peer.name if results.peer else None
     return {
