@@ -104,6 +104,7 @@ def run(job: Job) -> None:
         sha256 = save_weights(temporary, result.weights)
     manifest = build_manifest(
         sha256,
+        None,  # onnx_entry: the NumPy-trained weights are not exported to ONNX
         {**config, "train_numpy": numpy_config},
         last_epoch_metrics(job.path("output", "metrics")),  # no wall time: reproducible bytes
         job.settings["dataset_name"],
