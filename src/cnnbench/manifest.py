@@ -19,21 +19,24 @@ from cnnbench.geometry import PARAMETER_SHAPES
 
 
 def build_manifest(
+    weights_path: str | Path,
     weights_sha256: str,
-    onnx_entry: dict,
     train_config: dict,
     final_metrics: dict,
     dataset_name: str,
     data_paths: dict[str, str],
+    onnx: dict | None = None,
 ) -> dict:
+    """The manifest of the weights at ``weights_path``; ``onnx`` describes an exported ONNX
+    model of them, where there is one (the torch-trained weights)."""
     return {
-        "weights_file": "weights.npz",
+        "weights_file": Path(weights_path).name,
         "sha256": weights_sha256,
         "parameters": {
             name: {"shape": list(shape), "dtype": "float32"}
             for name, shape in PARAMETER_SHAPES.items()
         },
-        "onnx": onnx_entry,
+        **({"onnx": onnx} if onnx is not None else {}),
         "train_config": train_config,
         "final_metrics": final_metrics,
         "dataset": {

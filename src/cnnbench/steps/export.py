@@ -83,12 +83,13 @@ def run(job: Job) -> None:
         onnx_entry = {**export_onnx(onnx_tmp, trained), "file": onnx_path.name}
         onnx_difference = check_onnx(trained, onnx_tmp, test_images[:1000])
         manifest = build_manifest(
+            weights,
             sha256,
-            onnx_entry,
             job.settings["train"],
             last_epoch_metrics(job.path("input", "metrics")),
             job.settings["dataset_name"],
             data_paths,
+            onnx=onnx_entry,
         )
         write_json(manifest, job.path("output", "manifest"), sort_keys=True)
     print(f"wrote {weights} (sha256 {sha256}); logits round-trip exactly", file=sys.stderr)

@@ -103,6 +103,7 @@ def run(job: Job) -> None:
     with atomic_output(weights_path) as temporary:
         sha256 = save_weights(temporary, result.weights)
     manifest = build_manifest(
+        weights_path,
         sha256,
         None,  # onnx_entry: the NumPy-trained weights are not exported to ONNX
         {**config, "train_numpy": numpy_config},
@@ -110,7 +111,6 @@ def run(job: Job) -> None:
         job.settings["dataset_name"],
         {role: str(job.path("input", role)) for role in DATA_ROLES},
     )
-    manifest["weights_file"] = weights_path.name
     write_json(manifest, job.path("output", "manifest"), sort_keys=True)
 
     summary = compare_predictions(result, test_split)
