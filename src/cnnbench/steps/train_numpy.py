@@ -105,7 +105,6 @@ def run(job: Job) -> None:
     manifest = build_manifest(
         weights_path,
         sha256,
-        None,  # onnx_entry: the NumPy-trained weights are not exported to ONNX
         {**config, "train_numpy": numpy_config},
         last_epoch_metrics(job.path("output", "metrics")),  # no wall time: reproducible bytes
         job.settings["dataset_name"],
