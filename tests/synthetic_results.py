@@ -15,9 +15,10 @@ import yaml
 
 from cnnbench.geometry import PARAMETER_SHAPES
 
-ALL_BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
+ALL_BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
 MEDIAN_LATENCY = {
     "torch": 2.1e-4,
+    "onnxruntime": 1.0e-4,  # the production peer: faster than every hand-written backend
     "numpy_im2col": 1.4e-3,
     "numba_loops": 7.5e-4,
     "numpy_loops": 0.23,
@@ -62,6 +63,7 @@ def named_inputs(root: Path) -> tuple[dict, dict]:
             results / "inference" / f"{name}.{ext}" for name in backends for ext in ("csv", "json")
         ],
         "throughput": results / "throughput.csv",
+        "bench_processes": results / "bench_processes.json",
         "agreement": results / "agreement.csv",
         "accuracy": results / "accuracy.csv",
         "disagreements": results / "disagreements.csv",
@@ -369,7 +371,49 @@ def write_synthetic_results(
             f"{seconds:.4f}\t0:00:{seconds:05.2f}\t512.3\t900.1\t500.0\t505.5\t1.0\t2.0\t0.97\t{seconds * 0.9:.2f}\n"
         )
         os.utime(path, (BENCH_START + start + seconds, BENCH_START + start + seconds))
+    _write_bench_processes(results, backends)
     return config_path
+
+
+# bench_processes.json: each backend's medians (batch 1, batch 250) in three fresh processes.
+# numba_loops moves most (its batch-1 median 150-270 us: a spread of 120 / 200 = 60 %).
+BENCH_LATENCY = {
+    "torch": [2.0e-4, 2.1e-4, 2.2e-4],
+    "onnxruntime": [7.3e-5, 7.5e-5, 7.4e-5],
+    "numpy_im2col": [1.1e-4, 1.2e-4, 1.15e-4],
+    "numba_loops": [1.5e-4, 2.7e-4, 2.0e-4],
+    "numpy_loops": [0.12, 0.13, 0.125],
+}
+BENCH_BATCH = {
+    "torch": [6.0e-5, 6.6e-5, 6.3e-5],
+    "onnxruntime": [4.9e-5, 5.0e-5, 5.1e-5],
+    "numpy_im2col": [6.7e-5, 7.0e-5, 6.8e-5],
+    "numba_loops": [1.4e-4, 1.6e-4, 1.5e-4],
+    "numpy_loops": [0.12, 0.12, 0.12],
+}
+
+
+def _write_bench_processes(results: Path, backends: list[str]) -> None:
+    """The bench's --json summary with --processes 3 (cnnbench.bench.__main__.across_processes)."""
+    per_process = [
+        {
+            "latency": {name: BENCH_LATENCY[name][k] for name in backends},
+            "batch": {name: BENCH_BATCH[name][k] for name in backends},
+            "batches": {name: 2 if name == "numpy_loops" else 250 for name in backends},
+            "load_average": [[0.5, 0.6, 0.7], [0.9, 0.7, 0.7]],
+            "floor_s": 5.1e-5,
+            "clock": "wall",
+        }
+        for k in range(3)
+    ]
+    summary = {
+        "processes": 3,
+        "clock": "wall",
+        "threads": 1,
+        "batch_size": 250,
+        "per_process": per_process,
+    }
+    (results / "bench_processes.json").write_text(json.dumps(summary, indent=1))
 
 
 def _write_training_numpy(results: Path, metrics: pd.DataFrame, rng) -> None:

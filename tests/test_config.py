@@ -37,6 +37,14 @@ def test_default_config_is_valid_and_complete(config):
     # every backend, the production peer included, runs by default
     assert set(config["inference"]["backends"]) == set(backends.NAMES)
     assert "onnxruntime" in config["inference"]["backends"]
+    # modest: the bench_processes rule takes well under two minutes on a quiet 2-core machine
+    assert config["bench"] == {
+        "processes": 3,
+        "rounds": 3,
+        "images": 50,
+        "batch_size": 250,
+        "loop_images": 2,
+    }
 
 
 def test_schema_knows_every_backend():
@@ -111,6 +119,9 @@ NO_CHECKSUM = {"dataset.files.test_labels.md5": DELETE, "dataset.files.test_labe
             "less than the minimum of 1",
             "['train_numpy']['check_steps']",
         ),
+        ({"bench.processes": 1}, "less than the minimum of 2", "['bench']['processes']"),
+        ({"bench.rounds": 0}, "less than the minimum of 1", "['bench']['rounds']"),
+        ({"bench": DELETE}, "'bench' is a required property", ""),
         ({"train.epocs": 3}, "Additional properties are not allowed ('epocs'", "['train']"),
     ],
 )

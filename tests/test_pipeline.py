@@ -29,6 +29,8 @@ SMALL = {
         "throughput_loop_images": 4,
         "throughput_repeats": 1,
     },
+    # the bench in fresh processes, as cheap as it goes while still showing a spread
+    "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
@@ -86,7 +88,9 @@ def test_pipeline_produces_every_result(pipeline):
     assert numpy_manifest["weights_file"] == "weights_numpy.npz"
     numpy_trained = read_csv(results / "agreement_numpy_trained/agreement.csv")
     among = [row for row in numpy_trained if "torch" not in (row["backend_a"], row["backend_b"])]
-    assert len(among) == 3 and all(int(row["agree"]) == 24 for row in among)
+    fast = [backend for backend in BACKENDS if backend not in SLOW]  # the NumPy-trained run's
+    pairs = len(fast) * (len(fast) - 1) // 2  # every unordered pair of them: 6 of 4
+    assert len(among) == pairs and all(int(row["agree"]) == 24 for row in among)
     throughput = read_csv(results / "throughput.csv")
     # Loop backends measure on throughput_loop_images (4) images: batch 8 becomes one batch of 4.
     assert {(row["backend"], row["batch_size"]) for row in throughput} == {
@@ -94,11 +98,20 @@ def test_pipeline_produces_every_result(pipeline):
         for backend in BACKENDS
         for size in (("1", "4") if backend in SLOW else ("1", "8"))
     }
+    # the bench in 2 fresh processes: one median per backend and process, batch 1 and batch 8
+    bench = json.loads((results / "bench_processes.json").read_text())
+    assert bench["processes"] == 2 and bench["batch_size"] == 8
+    assert len(bench["per_process"]) == 2
+    for run in bench["per_process"]:
+        assert list(run["latency"]) == BACKENDS and list(run["batch"]) == BACKENDS
+        assert all(seconds > 0 for seconds in (*run["latency"].values(), *run["batch"].values()))
+        assert run["batches"] == {name: 1 if name in SLOW else 8 for name in BACKENDS}
     environment = json.loads((results / "environment.json").read_text())
     assert environment["threads"] == 1
     report = (results / "report.html").read_text()
     assert "numpy_loops" in report and "onnxruntime" in report and manifest["sha256"] in report
-    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1"):
+    assert 'id="variance-table"' in report and "Between 2 fresh processes" in report
+    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1", "bench_processes"):
         assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
         assert (results / f"logs/{rule}.log").is_file(), rule
 

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from synthetic_results import (
     ALL_BACKENDS,
+    BENCH_BATCH,
+    BENCH_LATENCY,
     DISAGREE_INDEX,
     named_inputs,
     write_synthetic_results,
@@ -83,28 +85,107 @@ def test_summary_numbers_match_the_tables(full_report):
     results = root / "results"
     accuracy = pd.read_csv(results / "accuracy.csv").set_index("backend")
     torch_median = pd.read_csv(results / "inference" / "torch.csv")["latency_s"].median()
+    peer_median = pd.read_csv(results / "inference" / "onnxruntime.csv")["latency_s"].median()
     for backend in ALL_BACKENDS:
         latency = pd.read_csv(results / "inference" / f"{backend}.csv")["latency_s"]
         cells = _row(page, "summary-table", backend)
-        assert cells[0] == backend
+        peer = backend == "onnxruntime"
+        assert cells[0] == backend + ("peer" if peer else "")  # the peer's tag, never another's
         assert cells[1] == "200"
         assert cells[2] == fmt.percent(accuracy.loc[backend, "accuracy"])
         assert cells[5] == fmt.duration(latency.median())
-        assert cells[7] == fmt.duration(latency.sum())
+        assert cells[8] == fmt.duration(latency.sum())
         if backend != "torch":
             assert cells[6] == fmt.speedup(torch_median, latency.median())
+        # the speed bar: the median as a multiple of the production peer's
+        versus_peer = "peer" if peer else f"{fmt.sig(latency.median() / peer_median)}×"
+        assert cells[7] == versus_peer
         timing = _row(page, "timing-table", backend)
         assert timing[3] == fmt.duration(np.percentile(latency, 95))
+        assert timing[8] == versus_peer
     assert "slower" in _row(page, "summary-table", "numpy_loops")[6]
     assert _row(page, "summary-table", "numpy_loops")[3].startswith("199 / 200")
     # timing table: the p99 and the numba compile time
     numba = _row(page, "timing-table", "numba_loops")
     latency = pd.read_csv(results / "inference" / "numba_loops.csv")["latency_s"]
     assert numba[4] == fmt.duration(np.percentile(latency, 99))
-    assert numba[9] == "2.34 s"
-    assert _row(page, "timing-table", "torch")[9] == "none"
+    assert numba[10] == "2.34 s"
+    assert _row(page, "timing-table", "torch")[10] == "none"
     assert 'id="fact-accuracy">97.91 %<' in page
     assert "the first 200 of 250 test images" in page
+
+
+def test_peer_is_labelled_and_not_counted_as_hand_written(full_report):
+    root, page = full_report
+    results = root / "results"
+    medians = {
+        name: pd.read_csv(results / "inference" / f"{name}.csv")["latency_s"].median()
+        for name in ALL_BACKENDS
+    }
+    # the peer is the fastest of all (synthetic 100 us), then torch (210 us), neither hand-written:
+    # the fastest hand-written one is numba_loops (750 us)
+    assert sorted(medians, key=medians.get)[:3] == ["onnxruntime", "torch", "numba_loops"]
+    hand_written = "numba_loops"
+    fastest = re.search(r'id="fact-fastest">(.*?)</div></div>', page, re.S).group(1)
+    assert "Fastest hand-written backend" in fastest
+    assert f'class="value">{hand_written}<' in fastest
+    ratio = fmt.sig(medians[hand_written] / medians["onnxruntime"])
+    assert f"{fmt.duration(medians[hand_written])} per image, {ratio}× the time of onnxruntime" in (
+        fastest
+    )
+    peer = re.search(r'id="fact-peer">(.*?)</div></div>', page, re.S).group(1)
+    assert 'class="value">onnxruntime<' in peer
+    assert f"{fmt.duration(medians['onnxruntime'])} per image" in peer
+    # exactly one backend carries the peer tag in each backend table
+    for table_id in ("summary-table", "timing-table", "throughput-table", "variance-table"):
+        table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', page, re.S).group(0)
+        tagged = re.findall(
+            r'data-backend="([^"]+)"><td><strong>[^<]*</strong><span class="tag peer">', table
+        )
+        assert tagged == ["onnxruntime"], table_id
+    # throughput: time per image against the peer's at each batch size
+    throughput = pd.read_csv(results / "throughput.csv").set_index(["backend", "batch_size"])
+    cells = _row(page, "throughput-table", "numpy_im2col")
+    for cell, size in zip(cells[1:], (1, 32, 1000), strict=True):
+        peer_rate = throughput.loc[("onnxruntime", size), "images_per_s"]
+        own_rate = throughput.loc[("numpy_im2col", size), "images_per_s"]
+        assert cell.endswith(f"{fmt.sig(peer_rate / own_rate)}× the time of onnxruntime")
+
+
+def test_variance_between_processes(full_report):
+    _, page = full_report
+    timing = _section(page, "timing")
+    sentence = re.search(r'<p id="variance-sentence">(.*?)</p>', timing, re.S).group(1)
+    # numba_loops: 150, 270, 200 us -> 150 us-270 us, spread (270 - 150) / 200 = 60 %
+    assert sentence == (
+        "Between 3 fresh processes, the batch-1 median of numba_loops ranged 150 µs–270 µs: "
+        "a spread of 60 % of its median (200 µs)."
+    )
+    for name in ALL_BACKENDS:
+        cells = _row(page, "variance-table", name)
+        for offset, values in ((1, BENCH_LATENCY[name]), (4, BENCH_BATCH[name])):
+            low, mid, high = min(values), float(np.median(values)), max(values)
+            assert cells[offset] == f"{fmt.duration(low)} – {fmt.duration(high)}"
+            assert cells[offset + 1] == fmt.duration(mid)
+            assert cells[offset + 2] == f"{100 * (high - low) / mid:.0f} %"
+    assert _row(page, "variance-table", "onnxruntime")[3] == "3 %"  # 73-75 us around 74 us
+    assert "ran 3 times, each in a fresh process" in timing
+
+
+def test_variance_left_out_without_the_bench(tmp_path):
+    write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
+    (tmp_path / "results" / "bench_processes.json").unlink()
+    inputs, config = named_inputs(tmp_path)
+    del inputs["bench_processes"]
+    results = load_results(inputs, config)
+    page = render(results)
+    assert 'id="variance-table"' not in page and not results.notes
+    # no peer among the backends: no peer column, no peer card; torch (210 us, the reference)
+    # is faster, but the fastest hand-written backend is numpy_im2col (1.4 ms)
+    assert 'id="fact-peer"' not in page and "time vs" not in page
+    assert 'class="value">numpy_im2col<' in re.search(
+        r'id="fact-fastest">(.*?)</div></div>', page, re.S
+    ).group(1)
 
 
 def test_verdicts(full_report):
@@ -164,9 +245,9 @@ def test_provenance(full_report):
     assert "<th>blas environment</th><td>none</td>" in section
     for file in manifest["dataset"]["files"].values():
         assert file["sha256"] in section
-    # span: first start 0 s to numpy_loops end (50 + 2*3 + 65 = 121 s), not the 128.8 s sum
-    assert 'id="fact-pipeline">2 min 01 s<' in page
-    assert "add up to 2 min 09 s" in page
+    # span: first start 0 s to numpy_loops end (50 + 2*4 + 65 = 123 s), not the 133.8 s sum
+    assert 'id="fact-pipeline">2 min 03 s<' in page
+    assert "add up to 2 min 14 s" in page
 
 
 def test_self_contained_no_external_urls(full_report):

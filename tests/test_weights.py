@@ -240,7 +240,7 @@ def test_every_rule_reading_the_weights_reads_the_manifest():
         for name, text in inputs.items()
         if re.search(r"=\s*(WEIGHTS|rules\.export_weights\.output\.weights)\b", text)
     )
-    assert readers == ["gradcheck", "infer_shard", "report", "throughput"]
+    assert readers == ["bench_processes", "gradcheck", "infer_shard", "report", "throughput"]
     for name in readers:
         assert re.search(
             r"=\s*(MANIFEST|rules\.export_weights\.output\.manifest)\b", inputs[name]

@@ -26,6 +26,7 @@ TRAIN = config["train"]
 TRAIN_NUMPY = config["train_numpy"]
 INFERENCE = config["inference"]
 GRADCHECK = config["gradcheck"]
+BENCH = config["bench"]
 BACKENDS = INFERENCE["backends"]
 MACHINE_CORES = os.cpu_count() or 1
 

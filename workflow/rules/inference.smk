@@ -129,3 +129,28 @@ rule record_environment:
         ENV
     shell:
         step("environment")
+
+
+rule bench_processes:
+    input:
+        weights=WEIGHTS,
+        manifest=MANIFEST,
+        **TEST_DATA,
+    output:
+        json="results/bench_processes.json",
+    params:
+        # the bench's settings; backends and threads are the timed inference jobs'
+        job=job(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
+    log:
+        "results/logs/bench_processes.log",
+    benchmark:
+        "results/benchmarks/bench_processes.tsv"
+    # a short timed job: it runs alone, its processes one after another
+    threads: whole_machine(INFERENCE["threads"])
+    resources:
+        mem_mb=4096,
+        runtime=15,
+    conda:
+        ENV
+    shell:
+        step("bench_processes")

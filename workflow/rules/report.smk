@@ -8,6 +8,7 @@ rule report:
         gradcheck=rules.gradcheck.output[0],
         inference=expand("results/inference/{backend}.{ext}", backend=BACKENDS, ext=("csv", "json")),
         throughput=rules.throughput.output[0],
+        bench_processes=rules.bench_processes.output.json,
         agreement=rules.agreement.output.agreement,
         accuracy=rules.agreement.output.accuracy,
         disagreements=rules.agreement.output.disagreements,
@@ -17,6 +18,7 @@ rule report:
             "results/benchmarks/export_weights.tsv",
             "results/benchmarks/gradcheck.tsv",
             "results/benchmarks/throughput.tsv",
+            "results/benchmarks/bench_processes.tsv",
             *(
                 f"results/benchmarks/infer_{backend}_{shard}.tsv"
                 for backend in BACKENDS

@@ -38,12 +38,13 @@ from cnnbench.runtime import load_average, set_threads
 from cnnbench.timing import timed_predictions
 from cnnbench.weights import verify_exported
 
-PEER = "onnxruntime"  # the ratios' denominator when it is benchmarked, else the reference (torch)
-
 
 def ratio_base(names) -> str | None:
-    """The backend every ratio is taken to: the production peer, else the reference, if run."""
-    return next((name for name in (PEER, backends.REFERENCE) if name in names), None)
+    """The backend every ratio is taken to: a production peer (``backends.PEERS``), else the
+    reference, whichever is among ``names`` first in that order; None if neither is."""
+    names = list(names)
+    peers = [name for name in names if name in backends.PEERS]
+    return next(iter(peers), backends.REFERENCE if backends.REFERENCE in names else None)
 
 
 # --clock: wall time (what a user waits), or this thread's CPU time, which leaves out the time the
@@ -176,7 +177,7 @@ def print_table(result: dict, floor: float) -> None:
     latency, batch = result["latency"], result["batch"]
     base = ratio_base(latency)
     peer_latency, peer_batch = latency.get(base), batch.get(base)
-    versus = f"vs {'ort' if base == PEER else base}"
+    versus = f"vs {'peer' if base in backends.PEERS else base}"
     print(
         f"\n{'backend':14} {'batch 1 median':>15} {versus:>8} {'vs floor':>8}   "
         f"{'batch':>5} {'per image':>11} {'images/s':>10} {versus:>8} {'vs floor':>8}"
@@ -190,7 +191,7 @@ def print_table(result: dict, floor: float) -> None:
         )
     print(
         f"(ratios: time per image relative to {base}"
-        f"{', the production peer,' if base == PEER else ''} and to the FLOP floor; "
+        f"{', the production peer,' if base in backends.PEERS else ''} and to the FLOP floor; "
         "below 1 is faster)"
     )
     if {"numba_loops", "numpy_im2col"} <= latency.keys():

@@ -6,7 +6,8 @@ becomes a note the report shows, so a partial set of inputs (library use, a fail
 renders and says what it could not find.
 
 Named inputs: metrics, manifest, weights, data (the dataset files), gradcheck, inference (every
-backend's csv and json), throughput, agreement, accuracy, disagreements, environment, benchmarks
+backend's csv and json), throughput, bench_processes (optional: the bench repeated in fresh
+processes, results/bench_processes.json), agreement, accuracy, disagreements, environment, benchmarks
 (benchmark tsvs), worked_example (optional: PyTorch's result for the worked example).
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cnnbench.backends import REFERENCE
+from cnnbench.backends import PEERS, REFERENCE
 from cnnbench.data import read_idx
 from cnnbench.tables import PREDICTION_COLUMNS
 
@@ -64,6 +65,8 @@ class Results:
     training_numpy_metrics: pd.DataFrame | None = None
     training_numpy_steps: pd.DataFrame | None = None
     training_numpy_summary: dict[str, Any] = field(default_factory=dict)
+    # The bench in fresh processes (results/bench_processes.json): optional, no variance without it
+    bench_processes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def present_backends(self) -> list[Backend]:
@@ -71,6 +74,12 @@ class Results:
 
     def backend(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name and b.present), None)
+
+    @property
+    def peer(self) -> Backend | None:
+        """The production peer (``backends.PEERS``, onnxruntime) the speeds are measured against,
+        if its results exist; the first in the config's order if there were several."""
+        return next((b for b in self.present_backends if b.name in PEERS), None)
 
     @property
     def reference(self) -> Backend | None:
@@ -96,6 +105,7 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
     numpy_metrics = reader.paths("training_numpy_metrics", quiet=True)
     numpy_steps = reader.paths("training_numpy_steps", quiet=True)
     numpy_summary = reader.paths("training_numpy_summary", quiet=True)
+    bench_processes = reader.paths("bench_processes", quiet=True)
     return Results(
         config=config or {},
         config_text=config_text,
@@ -117,6 +127,7 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
         training_numpy_metrics=_csv(numpy_metrics[0], notes) if numpy_metrics else None,
         training_numpy_steps=_csv(numpy_steps[0], notes) if numpy_steps else None,
         training_numpy_summary=(_json(numpy_summary[0], notes) or {}) if numpy_summary else {},
+        bench_processes=(_json(bench_processes[0], notes) or {}) if bench_processes else {},
     )
 
 

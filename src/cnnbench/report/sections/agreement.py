@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnbench.backends import PEERS
 from cnnbench.tables import LOGIT_COLUMNS
 
 from .. import figures, fmt
@@ -117,8 +118,22 @@ def verdict(results: Results) -> tuple[dict[str, str], str]:
             f"images, but logits differ by more than {fmt.scientific(LOGIT_WARN)}: "
             f"{', '.join(large)}."
         )
+    own = [name for name in others if name not in PEERS]
+    peers = [name for name in others if name in PEERS]
+    parts = []
+    if own:
+        several = len(own) > 1
+        parts.append(
+            f"all {len(own)} hand-written backends"
+            if several
+            else f"the hand-written backend {own[0]}"
+        )
+    if peers:
+        parts.append(f"the production peer{'s' if len(peers) > 1 else ''} {', '.join(peers)}")
+    who = " and ".join(parts)
+    verb = "predicts" if len(own) + len(peers) == 1 else "predict"
     return badge(PASS, "identical predictions"), (
-        f"All {len(others)} backends predict the same class as PyTorch on all "
+        f"{who[0].upper()}{who[1:]} {verb} the same class as PyTorch on all "
         f"{fmt.integer(images)} images; the largest |logit difference| is "
         f"{fmt.scientific(largest)}."
     )

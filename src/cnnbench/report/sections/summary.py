@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.backends import REFERENCE
+from cnnbench.backends import PEERS, REFERENCE
 
 from .. import fmt
 from ..common import FAIL, PASS, badge, images_phrase, pair
 from ..inputs import Backend, Results
-from .timing import speedup
+from .timing import speedup, versus_peer
 
 
 def section(
@@ -34,10 +34,21 @@ def section(
     missing = [r["name"] for r in rows if r["missing"]]
     images = [stats[b.name]["images"] for b in results.present_backends]
     total = len(results.test_images) if results.test_images is not None else None
+    # hand-written backends only: not the reference (PyTorch) nor the production peer, the bar
+    # they are measured against
+    own = {name: s for name, s in stats.items() if name not in PEERS and name != REFERENCE}
+    fastest = min(own, key=lambda name: own[name]["median"]) if own else None
+    peer = results.peer.name if results.peer else None
     return {
         "rows": rows,
         "verdicts": verdicts(agreement, gradcheck, worked, dataset),
-        "fastest": min(stats.items(), key=lambda kv: kv[1]["median"])[0] if stats else None,
+        "fastest": fastest,
+        "fastest_median": fmt.duration(own[fastest]["median"]) if fastest else None,
+        "peer": peer,
+        "peer_median": fmt.duration(stats[peer]["median"]) if peer else None,
+        "fastest_versus_peer": (
+            versus_peer(fastest, own[fastest], stats[peer]) if fastest and peer else None
+        ),
         "images_phrase": images_phrase(results, min(images)) if images else "no images",
         "limited": bool(images and total is not None and min(images) < total),
         "notes": ["no inference results for " + ", ".join(missing)] if missing else [],
@@ -64,6 +75,7 @@ def _row(results: Results, backend: Backend, stats: dict[str, dict[str, float]])
         "name": name,
         "missing": False,
         "is_reference": name == REFERENCE,
+        "peer": name in PEERS,
         "images": fmt.integer(owned["images"] if owned is not None else own["images"]),
         "accuracy": fmt.percent(owned["accuracy"]) if owned is not None else "–",
         "correct": fmt.integer(owned["correct"]) if owned is not None else "–",
@@ -73,6 +85,9 @@ def _row(results: Results, backend: Backend, stats: dict[str, dict[str, float]])
         "median": fmt.duration(own["median"]),
         "p95": fmt.duration(own["p95"]),
         "speedup": speedup(name, own, stats.get(REFERENCE)),
+        "versus_peer": versus_peer(
+            name, own, stats.get(results.peer.name) if results.peer else None
+        ),
         "total": fmt.duration(own["total"]),
     }
 

@@ -1,13 +1,18 @@
-"""Section 3: per-image latency per backend (inference/<backend>.csv and .json), and how it was
-measured (environment.json, the timed rules' benchmark files)."""
+"""Section 3: per-image latency per backend (inference/<backend>.csv and .json), how far each
+backend's median moved between fresh processes (bench_processes.json), and how it was measured
+(environment.json, the timed rules' benchmark files).
+
+Speeds are measured against the production peer (``backends.PEERS``): each backend's median as a
+multiple of the peer's; torch stays the correctness reference and keeps its own column."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pandas as pd
 
-from cnnbench.backends import REFERENCE
+from cnnbench.backends import PEERS, REFERENCE
 
 from .. import figures, fmt
 from ..common import blas_lines, core_share
@@ -18,6 +23,7 @@ from . import throughput
 def section(results: Results, stats: dict[str, dict[str, float]]) -> dict[str, Any]:
     present = results.present_backends
     reference = stats.get(REFERENCE)
+    peer = results.peer.name if results.peer else None
     rows = []
     for backend in present:
         s, meta = stats[backend.name], backend.meta
@@ -25,6 +31,7 @@ def section(results: Results, stats: dict[str, dict[str, float]]) -> dict[str, A
         rows.append(
             {
                 "name": backend.name,
+                "peer": backend.name in PEERS,
                 "images": fmt.integer(s["images"]),
                 "median": fmt.duration(s["median"]),
                 "p95": fmt.duration(s["p95"]),
@@ -32,6 +39,7 @@ def section(results: Results, stats: dict[str, dict[str, float]]) -> dict[str, A
                 "mean": fmt.duration(s["mean"]),
                 "total": fmt.duration(s["total"]),
                 "speedup": speedup(backend.name, s, reference),
+                "versus_peer": versus_peer(backend.name, s, stats.get(peer) if peer else None),
                 "load": fmt.duration(meta.get("load_s")),
                 "compile": fmt.duration(compile_s) if compile_s is not None else "none",
                 "threads": meta.get("threads", "–"),
@@ -41,6 +49,8 @@ def section(results: Results, stats: dict[str, dict[str, float]]) -> dict[str, A
         )
     return {
         "rows": rows,
+        "peer": peer,
+        "variance": variance(results),
         "figure": _latency_figure(results),
         "throughput": throughput.section(results),
         "method": _method(results),
@@ -52,6 +62,66 @@ def speedup(name: str, own: dict[str, float], reference: dict[str, float] | None
     if name == REFERENCE:
         return "reference"
     return fmt.speedup(reference["median"], own["median"]) if reference else "–"
+
+
+def versus_peer(name: str, own: dict[str, float], peer: dict[str, float] | None) -> str:
+    """Median latency as a multiple of the production peer's ("1.37×": 1.37 times its time)."""
+    if name in PEERS:
+        return "peer"
+    return fmt.ratio(own["median"] / peer["median"]) if peer and peer["median"] > 0 else "–"
+
+
+def variance(results: Results) -> dict[str, Any] | None:
+    """How far each backend's median moved between the fresh processes of bench_processes.json:
+    per backend and measure (batch 1, the large batch) the min, median and max of the per-process
+    medians, and the spread (max - min) / median in percent. None without that file."""
+    bench = results.bench_processes
+    runs = [r for r in bench.get("per_process") or [] if isinstance(r, dict)]
+    if len(runs) < 2:
+        return None
+    names = [b.name for b in results.backends if all(b.name in r.get("latency", {}) for r in runs)]
+    names += [n for n in runs[0].get("latency", {}) if n not in names]
+    rows = []
+    for name in names:
+        row = {"name": name, "peer": name in PEERS}
+        for key in ("latency", "batch"):
+            values = [float(r[key][name]) for r in runs if name in r.get(key, {})]
+            if len(values) < 2:
+                row[key] = None
+                continue
+            low, middle, high = min(values), statistics.median(values), max(values)
+            row[key] = {
+                "min": fmt.duration(low),
+                "median": fmt.duration(middle),
+                "max": fmt.duration(high),
+                "spread_pct": 100 * (high - low) / middle,
+                "spread": f"{100 * (high - low) / middle:.0f} %",
+            }
+        rows.append(row)
+    by_name = {row["name"]: row for row in rows}
+    return {
+        "processes": len(runs),
+        "batch_size": bench.get("batch_size"),
+        "clock": bench.get("clock", "wall"),
+        "rows": rows,
+        "sentence": _variance_sentence(by_name, len(runs)),
+    }
+
+
+def _variance_sentence(rows: dict[str, dict[str, Any]], processes: int) -> str:
+    """The headline: numba_loops (its median moved most between processes before it was fixed),
+    else the backend whose batch-1 median moved most."""
+    moved = [row for row in rows.values() if row["latency"]]
+    if not moved:
+        return ""
+    focus = rows.get("numba_loops") if rows.get("numba_loops", {}).get("latency") else None
+    focus = focus or max(moved, key=lambda row: row["latency"]["spread_pct"])
+    latency = focus["latency"]
+    return (
+        f"Between {processes} fresh processes, the batch-1 median of {focus['name']} ranged "
+        f"{latency['min']}–{latency['max']}: a spread of {latency['spread']} of its median "
+        f"({latency['median']})."
+    )
 
 
 def _latency_figure(results: Results) -> str | None:
@@ -89,7 +159,7 @@ def _method(results: Results) -> dict[str, Any]:
                 "mean_load": core_share(row.get("mean_load")),
             }
             for row in results.benchmarks.to_dict("records")
-            if row["name"].startswith(("infer", "throughput"))
+            if row["name"].startswith(("infer", "throughput", "bench"))
         ]
     return {
         "threads": ", ".join(_values(metas, inference, "threads")) or "–",
