@@ -15,6 +15,7 @@ import torch
 import yaml
 from mnist_source import MnistMissing, locate_mnist
 
+from cnnbench.data import load_split
 from cnnbench.job import run_job
 from cnnbench.model import SimpleCNN
 from cnnbench.weights import save_weights
@@ -62,6 +63,17 @@ def weights_path(tmp_path_factory) -> Path:
 def manifest_of(weights: Path) -> Path:
     """The manifest beside a weights file (results/model/ holds both)."""
     return weights.with_name("manifest.json")
+
+
+def mnist_splits(mnist_dir: Path, test_images: int):
+    """The training split and the first ``test_images`` of the test split, as load_split gives."""
+    train_split = load_split(
+        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz"
+    )
+    images, labels = load_split(
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+    )
+    return train_split, (images[:test_images], labels[:test_images])
 
 
 def run_step(step, input=None, output=None, settings=None) -> None:

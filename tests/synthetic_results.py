@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.steps.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 
 ALL_BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
 MEDIAN_LATENCY = {
@@ -26,27 +27,9 @@ MEDIAN_LATENCY = {
 TEST_IMAGES = 250  # the synthetic "test set"; backends run on the first ``images`` of them
 DISAGREE_INDEX = 7  # numpy_loops flips this near-tie image
 BENCH_START = 1_700_000_000.0
+
+
 # docs/CONTRACT.md's columns, written out here so the tests check the format, not a constant
-AGREEMENT_COLUMNS = [
-    "backend_a",
-    "backend_b",
-    "images",
-    "agree",
-    "agree_fraction",
-    "max_abs_logit_diff",
-]
-DISAGREEMENT_COLUMNS = [
-    "index",
-    "label",
-    "backend_a",
-    "backend_b",
-    "pred_a",
-    "pred_b",
-    "margin_a",
-    "margin_b",
-]
-
-
 def named_inputs(root: Path) -> tuple[dict, dict]:
     """The report's named inputs for ``write_synthetic_results(root)``, as the report rule names
     them, and the config; absent files (a test may delete some) stay named."""

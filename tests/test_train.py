@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_step
+from conftest import mnist_splits, run_step
 
 from cnnbench import backends, training
-from cnnbench.data import load_split
 from cnnbench.errors import UserError
 from cnnbench.geometry import PARAMETER_SHAPES
 from cnnbench.onnx_export import export_onnx
@@ -21,13 +20,7 @@ SMALL = train.TrainSettings(epochs=1, batch_size=32, lr=0.001, seed=3, device="c
 
 @pytest.fixture(scope="module")
 def splits(mnist_dir):
-    train_split = load_split(
-        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz"
-    )
-    test_images, test_labels = load_split(
-        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
-    )
-    return train_split, (test_images[:500], test_labels[:500])
+    return mnist_splits(mnist_dir, 500)
 
 
 def test_training_is_deterministic_and_learns(splits):

@@ -8,11 +8,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_step
+from conftest import mnist_splits, run_step
 
 from cnnbench import train_numpy
 from cnnbench import training as train
-from cnnbench.data import load_split
 from cnnbench.geometry import PARAMETER_SHAPES
 from cnnbench.runtime import set_threads
 from cnnbench.steps import train as torch_trainer
@@ -26,13 +25,7 @@ PARAMETER_TOLERANCE = 1e-9
 
 @pytest.fixture(scope="module")
 def splits(mnist_dir):
-    train_split = load_split(
-        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz"
-    )
-    test_images, test_labels = load_split(
-        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
-    )
-    return train_split, (test_images[:300], test_labels[:300])
+    return mnist_splits(mnist_dir, 300)
 
 
 def assert_in_step(rows: list[dict], steps: int) -> None:
