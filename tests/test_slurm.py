@@ -21,11 +21,15 @@ from pathlib import Path
 import pytest
 from slurm_cluster import read_jobcomp, start_cluster, unavailable_reason
 
+from cnnbench.backends import SLOW
+
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
 SHARDS = 2
 SMALL = {
     "train": {"epochs": 1, "limit": 2000, "threads": 2},
+    "train_numpy": {"check_steps": 5},
+    "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
     "gradcheck": {"batch_size": 1, "samples": 3},
     "inference": {
         "backends": BACKENDS,
@@ -42,13 +46,16 @@ SMALL = {
 # inference.threads); the rest are localrules and run on the submitting host.
 SLURM_JOBS = Counter(
     train=1,
+    train_numpy=1,
     export_weights=1,
     gradcheck=1,
     infer_shard=len(BACKENDS) - 1 + SHARDS,
+    infer_numpy_trained=len(set(BACKENDS) - SLOW),
     throughput=1,
+    bench_processes=1,
     record_environment=1,
 )
-CPUS = {"train": 2}  # every other rule: 1
+CPUS = {"train": 2, "train_numpy": 2}  # every other rule: 1
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
