@@ -4,13 +4,12 @@ import json
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 
-# Rules run `python -m cnnbench...`; putting src/ on the path makes that work in any environment
+# Rules run `python -m cnnbench...`; putting src/ on their path makes that work in any environment
 # (the project's venv, a --sdm conda env, a cluster node) without installing the package there.
+# (The Snakefile has put it on this process's path already, for the imports below.)
 SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
 # (Doubled braces: Snakemake formats the prefix like every shell command.)
 shell.prefix(
     "set -euo pipefail; export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
