@@ -9,7 +9,7 @@ from snakemake.utils import min_version, validate
 
 # Rules and this file import the project's library from src/ (see workflow/rules/common.smk).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-import cnnbench.config  # noqa: E402
+import cnnbench.common.config  # noqa: E402
 
 min_version("9.0")
 
@@ -23,11 +23,11 @@ report: "workflow/report/workflow.rst"
 # Nested --config values arrive as strings ("inference={limit: 1000}"): type them by the schema,
 # validate, then check what the schema cannot express (finite numbers, distinct file names).
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-cnnbench.config.prepare(config, cnnbench.config.load_schema(SCHEMA))
+cnnbench.common.config.prepare(config, cnnbench.common.config.load_schema(SCHEMA))
 validate(config, SCHEMA)
 try:
-    cnnbench.config.check(config)
-except cnnbench.config.ConfigError as error:
+    cnnbench.common.config.check(config)
+except cnnbench.common.config.ConfigError as error:
     raise WorkflowError(f"Error validating config file: {error}") from None
 
 

@@ -15,10 +15,10 @@ import torch
 import yaml
 from mnist_source import MnistMissing, locate_mnist
 
+from cnnbench.common.job import run_job
 from cnnbench.data import load_split
-from cnnbench.job import run_job
-from cnnbench.model import SimpleCNN
-from cnnbench.weights import save_weights
+from cnnbench.network.torch_model import SimpleCNN
+from cnnbench.network.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 

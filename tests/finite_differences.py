@@ -1,4 +1,4 @@
-"""Element-wise relative error for the op tests (finite differences: cnnbench.numerics)."""
+"""Element-wise relative error for the op tests (finite differences: cnnbench.common.numerics)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.network.architecture import PARAMETER_SHAPES
 from cnnbench.steps.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 
 ALL_BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import run_step
 
+from cnnbench.common.tables import LOGIT_COLUMNS, read_predictions, write_predictions
 from cnnbench.steps import agreement
-from cnnbench.tables import LOGIT_COLUMNS, read_predictions, write_predictions
 
 IMAGES = 8
 PLANTED = 5  # the image on which backend "c" disagrees with "a" and "b"

@@ -11,8 +11,8 @@ import torch
 
 from cnnbench import backends
 from cnnbench.data import load_split, to_model_input
+from cnnbench.network.weights import WeightsError
 from cnnbench.ops.im2col_inference import CONV_CHUNK
-from cnnbench.weights import WeightsError
 
 TOLERANCE = 1e-4
 IMAGES = 2 * CONV_CHUNK + 4  # ~20, and numpy_im2col's chunks with a remainder

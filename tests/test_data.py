@@ -18,7 +18,7 @@ import yaml
 from conftest import run_step
 
 from cnnbench import data
-from cnnbench.errors import UserError
+from cnnbench.common.errors import UserError
 from cnnbench.steps import download as download_step
 
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import manifest_of, run_step
 
-from cnnbench import numerics
-from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.common import numerics
+from cnnbench.network.architecture import PARAMETER_SHAPES
 from cnnbench.ops import VARIANTS, Network, linear_backward
 from cnnbench.steps import gradcheck
 

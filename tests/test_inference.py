@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from conftest import manifest_of, run_step
 
-from cnnbench import backends, tables
+from cnnbench import backends
 from cnnbench.bench import __main__ as bench
+from cnnbench.common import tables
 from cnnbench.data import load_split, to_model_input
 from cnnbench.steps import gather, infer, throughput
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cnnbench.errors import UserError
-from cnnbench.job import Job, run_job
+from cnnbench.common.errors import UserError
+from cnnbench.common.job import Job, run_job
 
 JOB = {"input": {"a": "x.csv", "many": ["1.csv", "2.csv"]}, "output": {"b": "y.csv"}}
 

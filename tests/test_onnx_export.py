@@ -12,8 +12,7 @@ import torch
 
 from cnnbench import backends
 from cnnbench.backends.onnxruntime_peer import OnnxRuntimeBackend
-from cnnbench.model import model_from_weights
-from cnnbench.onnx_export import (
+from cnnbench.network.onnx_export import (
     IR_VERSION,
     OPSET,
     export_onnx,
@@ -21,7 +20,8 @@ from cnnbench.onnx_export import (
     onnx_model,
     save_onnx,
 )
-from cnnbench.weights import WeightsError, load_weights
+from cnnbench.network.torch_model import model_from_weights
+from cnnbench.network.weights import WeightsError, load_weights
 
 
 def test_exported_file_is_valid_and_is_what_the_backend_runs(tmp_path, weights_path):

@@ -9,7 +9,7 @@ from finite_differences import elementwise_relative_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnbench.numerics import central_difference, max_norm_relative_error
+from cnnbench.common.numerics import central_difference, max_norm_relative_error
 from cnnbench.ops import (
     col2im,
     conv2d_backward_im2col,

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from cnnbench.common.numerics import max_norm_relative_error
 from cnnbench.data import load_split, to_model_input
-from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.model import model_from_weights
-from cnnbench.numerics import max_norm_relative_error
+from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.torch_model import model_from_weights
+from cnnbench.network.weights import WeightsError, save_weights
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Im2colInference, Network, cross_entropy
 from cnnbench.steps.gradcheck import torch_gradients
-from cnnbench.weights import WeightsError, save_weights
 
 TENSORS = (*PARAMETER_SHAPES, INPUT_GRADIENT)
 # the loop network runs at Python speed (~0.2 s per image forward): it gets fewer images

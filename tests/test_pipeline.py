@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cnnbench.backends import SLOW
-from cnnbench.weights import load_weights, save_weights
+from cnnbench.network.weights import load_weights, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnbench.files import atomic_output
-from cnnbench.runtime import declared_threads, set_threads
+from cnnbench.common.files import atomic_output
+from cnnbench.common.runtime import declared_threads, set_threads
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -125,7 +125,7 @@ def test_set_threads_holds_for_torch_once_numba_is_loaded():
     same pytest worker had imported numba (a fresh clone's test order)."""
     code = (
         "import torch, numba\n"
-        "from cnnbench.runtime import set_threads\n"
+        "from cnnbench.common.runtime import set_threads\n"
         "torch.get_num_threads()\n"  # as the test above does first
         "set_threads(1)\n"
         "print(torch.get_num_threads(), numba.get_num_threads())\n"

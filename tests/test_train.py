@@ -7,13 +7,14 @@ import pytest
 import torch
 from conftest import mnist_splits, run_step
 
-from cnnbench import backends, training
-from cnnbench.errors import UserError
-from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.onnx_export import export_onnx
-from cnnbench.runtime import set_threads
+from cnnbench import backends
+from cnnbench.common.errors import UserError
+from cnnbench.common.runtime import set_threads
+from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.onnx_export import export_onnx
+from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import export, train
-from cnnbench.weights import load_weights, save_weights
+from cnnbench.training import seeding as training
 
 SMALL = train.TrainSettings(epochs=1, batch_size=32, lr=0.001, seed=3, device="cpu", limit=1024)
 

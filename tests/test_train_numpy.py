@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import mnist_splits, run_step
 
-from cnnbench import train_numpy
-from cnnbench import training as train
-from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.runtime import set_threads
+from cnnbench.common.runtime import set_threads
+from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import train as torch_trainer
-from cnnbench.weights import load_weights, save_weights
+from cnnbench.training import numpy_trainer as train_numpy
+from cnnbench.training import seeding as train
 
 # 400 images, batches of 16: 25 steps an epoch, 8 epochs = 200 steps.
 CHECK = train.TrainSettings(epochs=8, batch_size=16, lr=0.001, seed=0, device="cpu", limit=400)

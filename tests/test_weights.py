@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import manifest_of
 
-from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.model import SimpleCNN, model_from_weights
-from cnnbench.weights import (
+from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.torch_model import SimpleCNN, model_from_weights
+from cnnbench.network.weights import (
     WeightsError,
     load_verified,
     load_weights,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.errors import UserError
-from cnnbench.files import atomic_output
-from cnnbench.geometry import INPUT_SHAPE, NUM_CLASSES
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import atomic_output
+from cnnbench.network.architecture import INPUT_SHAPE, NUM_CLASSES
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension

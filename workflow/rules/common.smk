@@ -16,7 +16,7 @@ shell.prefix(
 )
 
 from cnnbench.backends import SLOW  # noqa: E402
-from cnnbench.runtime import declared_threads  # noqa: E402
+from cnnbench.common.runtime import declared_threads  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 ENV = "../../envs/cnnbench.yaml"
@@ -103,7 +103,7 @@ TEST_DATA = {"test_images": data_path("test_images"), "test_labels": data_path("
 WEIGHTS = "results/model/weights.npz"
 WEIGHTS_NUMPY = "results/model/weights_numpy.npz"  # the NumPy trainer's (rule train_numpy)
 # Written with the weights by export_weights; every rule reading WEIGHTS also reads this, and its
-# step refuses weights whose sha256 is not the one recorded here (cnnbench.weights.load_verified).
+# step refuses weights whose sha256 is not the one recorded here (cnnbench.network.weights.load_verified).
 MANIFEST = "results/model/manifest.json"
 MANIFEST_NUMPY = "results/model/manifest_numpy.json"  # likewise for WEIGHTS_NUMPY
 
@@ -123,7 +123,7 @@ def shard_files(extension):
 def job(settings=None):
     """The `job` param of every rule: its named inputs and outputs and its settings (a config
     section, or a function of the wildcards) as one shell-quoted JSON word, the convention of
-    cnnbench.job. Steps read everything from it, so nothing is restated as flags."""
+    cnnbench.common.job. Steps read everything from it, so nothing is restated as flags."""
 
     def make(wildcards, input, output):
         value = settings(wildcards) if callable(settings) else settings

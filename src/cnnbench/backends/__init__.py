@@ -1,7 +1,7 @@
 """Every implementation of the network's forward pass behind one small interface.
 
 ``load(name, weights_path)`` builds a backend from an exported ``weights.npz`` (validated by
-``cnnbench.weights.load_weights``); ``backend.predict(x)`` maps float32 ``(N, 1, 28, 28)`` images in
+``cnnbench.network.weights.load_weights``); ``backend.predict(x)`` maps float32 ``(N, 1, 28, 28)`` images in
 [0, 1] to float32 logits ``(N, 10)``. Implementations are imported only when loaded, so the NumPy
 backends never pay for importing torch or numba.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.geometry import INPUT_SHAPE
-from cnnbench.weights import load_weights
+from cnnbench.network.architecture import INPUT_SHAPE
+from cnnbench.network.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ PEERS = frozenset(name for name, traits in _IMPLEMENTATIONS.items() if traits.pe
 
 
 class Backend(abc.ABC):
-    """A forward pass built from validated weight arrays (``cnnbench.weights`` layouts)."""
+    """A forward pass built from validated weight arrays (``cnnbench.network.weights`` layouts)."""
 
     name: str
     #: seconds spent compiling at load (numba); None where nothing is compiled

@@ -38,7 +38,7 @@ import numba
 import numpy as np
 
 from cnnbench.backends import Backend
-from cnnbench.geometry import (
+from cnnbench.network.architecture import (
     CONV_LAYERS,
     CONV_PADDING,
     CONV_STRIDE,

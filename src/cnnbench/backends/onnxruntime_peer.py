@@ -1,5 +1,5 @@
 """onnxruntime: the production peer, not hand-written. ONNX Runtime's CPU execution provider runs
-the network exported by ``cnnbench.onnx_export`` (the same bytes as ``results/model/model.onnx``,
+the network exported by ``cnnbench.network.onnx_export`` (the same bytes as ``results/model/model.onnx``,
 built in memory from the weights), on 1 intra-op and 1 inter-op thread, sequential execution, all
 graph optimisations on. It is what a user would deploy for CPU inference: the bar for the
 hand-written backends.
@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime
 
 from cnnbench.backends import Backend
-from cnnbench.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
+from cnnbench.network.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
 
 
 def session_options() -> onnxruntime.SessionOptions:

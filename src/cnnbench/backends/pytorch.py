@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from cnnbench.backends import Backend
-from cnnbench.model import model_from_weights
+from cnnbench.network.torch_model import model_from_weights
 
 
 class TorchBackend(Backend):

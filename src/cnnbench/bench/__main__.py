@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from cnnbench import backends
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import write_json
+from cnnbench.common.runtime import load_average, set_threads
+from cnnbench.common.timing import timed_predictions
 from cnnbench.data import load_split, to_model_input
-from cnnbench.errors import UserError
-from cnnbench.files import write_json
-from cnnbench.geometry import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
+from cnnbench.network.architecture import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
+from cnnbench.network.weights import verify_exported
 from cnnbench.ops import Im2colInference
-from cnnbench.runtime import load_average, set_threads
-from cnnbench.timing import timed_predictions
-from cnnbench.weights import verify_exported
 
 
 def ratio_base(names) -> str | None:

@@ -16,11 +16,17 @@ import argparse
 import numpy as np
 import torch
 
-from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, INPUT_SHAPE, PARAMETER_SHAPES
-from cnnbench.numerics import max_norm_relative_error
+from cnnbench.common.numerics import max_norm_relative_error
+from cnnbench.common.runtime import set_threads
+from cnnbench.common.timing import median_seconds
+from cnnbench.network.architecture import (
+    CONV_LAYERS,
+    CONV_PADDING,
+    CONV_STRIDE,
+    INPUT_SHAPE,
+    PARAMETER_SHAPES,
+)
 from cnnbench.ops import conv2d_backward_im2col, conv2d_im2col
-from cnnbench.runtime import set_threads
-from cnnbench.timing import median_seconds
 
 
 def bench_layer(

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnbench.common.runtime import set_threads
 from cnnbench.data import load_split
-from cnnbench.runtime import set_threads
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 
@@ -41,8 +41,8 @@ def measure(
     seed: int = 0,
 ) -> dict[str, list[float]]:
     """Seconds per epoch of each trainer, ``repeats`` times each, alternating."""
-    from cnnbench import train_numpy
-    from cnnbench import training as train
+    from cnnbench.training import numpy_trainer as train_numpy
+    from cnnbench.training import seeding as train
 
     data = train_numpy.prepare(images, labels, dtype)
     order = next(train.epoch_orders(len(images), 1, seed))

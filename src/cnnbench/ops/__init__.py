@@ -17,7 +17,7 @@ Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indice
     relu(x), relu_backward(dy, x)
     softmax(z), log_softmax(z), cross_entropy(logits, labels) -> mean loss,
     cross_entropy_backward(logits, labels) -> dlogits
-Network (variant "loops" or "im2col"; weights from ``cnnbench.weights.load_weights``):
+Network (variant "loops" or "im2col"; weights from ``cnnbench.network.weights.load_weights``):
     net = Network(load_weights(path), variant="im2col", dtype=np.float32)  # or Network.from_file
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"

@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from cnnbench.geometry import conv_output_size
+from cnnbench.network.architecture import conv_output_size
 
 
 def check_array(name: str, array: object, ndim: int | None, layout: str) -> None:

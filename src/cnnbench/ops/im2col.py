@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnbench.geometry import conv_output_size
+from cnnbench.network.architecture import conv_output_size
 from cnnbench.ops.checks import check_conv2d, check_conv2d_backward, check_windows
 
 

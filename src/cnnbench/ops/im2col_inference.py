@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnbench.geometry import CONV_PADDING, CONV_STRIDE, conv_shapes, fc1_hwc_columns
+from cnnbench.network.architecture import CONV_PADDING, CONV_STRIDE, conv_shapes, fc1_hwc_columns
 
 # images per conv pass: conv2's column matrix for 8 images (8*49*289*4 B = 453 kB) fits a 512 kB
 # L2 cache; at batch 1000, 8-16 measured alike, 32 ~10% and 64 ~20% slower

@@ -1,6 +1,6 @@
 """The whole network in NumPy: forward (keeping what backward needs) and backward.
 
-Built from the exported weights (``cnnbench.weights.load_weights``), with either variant:
+Built from the exported weights (``cnnbench.network.weights.load_weights``), with either variant:
 ``loops`` (scalar-loop convolution and linear layers) or ``im2col`` (im2col convolution and
 matmul linear layers).  ReLU and the loss are shared: they are elementwise either way.
 """
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.geometry import (
+from cnnbench.network.architecture import (
     CONV_LAYERS,
     CONV_PADDING,
     CONV_STRIDE,
     LINEAR_LAYERS,
     PARAMETER_SHAPES,
 )
+from cnnbench.network.weights import check_parameters, load_weights
 from cnnbench.ops.im2col import conv2d_backward_im2col, conv2d_im2col
 from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
 from cnnbench.ops.loops import (
@@ -29,7 +30,6 @@ from cnnbench.ops.loops import (
     linear_loops,
 )
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward
-from cnnbench.weights import check_parameters, load_weights
 
 INPUT_GRADIENT = "input"  # key of dLoss/dx among the gradients, beside the parameter names
 

@@ -2,7 +2,7 @@
 
     python -m cnnbench.report JOB
 
-JOB (cnnbench.job) names every file the report reads and the page it writes:
+JOB (cnnbench.common.job) names every file the report reads and the page it writes:
 {"input": {"metrics": ..., "manifest": ..., ...}, "output": {"html": "results/report.html"},
 "settings": <the run's whole effective config>}; report.inputs lists the input names. Every
 figure is an embedded PNG, the page makes no network request and has no script.
@@ -16,8 +16,8 @@ from typing import Any
 
 import jinja2
 
-from cnnbench.files import atomic_output
-from cnnbench.job import Job
+from cnnbench.common.files import atomic_output
+from cnnbench.common.job import Job
 
 from .build import build_context
 from .inputs import Results, load_results

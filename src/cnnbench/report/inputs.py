@@ -23,8 +23,8 @@ import pandas as pd
 import yaml
 
 from cnnbench.backends import PEERS, REFERENCE
+from cnnbench.common.tables import PREDICTION_COLUMNS
 from cnnbench.data import read_idx
-from cnnbench.tables import PREDICTION_COLUMNS
 
 # the numeric columns of a Snakemake benchmark file (h:m:s repeats s)
 BENCHMARK_COLUMNS = ["s", "max_rss", "max_vms", "max_uss", "max_pss"]

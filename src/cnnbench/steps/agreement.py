@@ -16,10 +16,10 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from cnnbench.errors import UserError
-from cnnbench.files import write_table
-from cnnbench.job import Job, run_job
-from cnnbench.tables import LOGIT_COLUMNS, read_predictions
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import write_table
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.tables import LOGIT_COLUMNS, read_predictions
 
 AGREEMENT_COLUMNS = [
     "backend_a",

@@ -16,8 +16,8 @@ from ``inference``.
 from __future__ import annotations
 
 from cnnbench.bench.__main__ import main as bench
-from cnnbench.job import Job, run_job
-from cnnbench.weights import verify_exported
+from cnnbench.common.job import Job, run_job
+from cnnbench.network.weights import verify_exported
 
 
 def arguments(job: Job) -> list[str]:

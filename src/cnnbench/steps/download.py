@@ -3,15 +3,15 @@
 Job: output file; settings {"mirrors": [...], "file": name, "md5": ..., "sha256": ..., "size": ...}
 (the config's dataset.mirrors and one entry of dataset.files; size optional). Every transfer is
 bounded in bytes and time (``cnnbench.data.download``); SIGTERM/SIGINT remove its temporary file
-(``cnnbench.job.run_job``).
+(``cnnbench.common.job.run_job``).
 """
 
 from __future__ import annotations
 
 import sys
 
+from cnnbench.common.job import Job, run_job
 from cnnbench.data import DIGESTS, download
-from cnnbench.job import Job, run_job
 
 
 def run(job: Job) -> None:

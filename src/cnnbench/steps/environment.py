@@ -14,9 +14,9 @@ import os
 import platform
 from pathlib import Path
 
-from cnnbench.files import write_json
-from cnnbench.job import Job, run_job
-from cnnbench.runtime import load_average, set_threads
+from cnnbench.common.files import write_json
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import load_average, set_threads
 
 PACKAGES = (
     "numpy",

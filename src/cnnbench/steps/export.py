@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnbench.common.files import atomic_output, write_json
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import set_threads
 from cnnbench.data import load_split, to_model_input
-from cnnbench.files import atomic_output, write_json
-from cnnbench.job import Job, run_job
-from cnnbench.manifest import build_manifest, last_epoch_metrics
-from cnnbench.model import model_from_weights
-from cnnbench.onnx_export import export_onnx
-from cnnbench.runtime import set_threads
-from cnnbench.weights import load_weights, save_weights
+from cnnbench.network.manifest import build_manifest, last_epoch_metrics
+from cnnbench.network.onnx_export import export_onnx
+from cnnbench.network.torch_model import model_from_weights
+from cnnbench.network.weights import load_weights, save_weights
 
 DATA_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -54,7 +54,7 @@ def check_onnx(trained: dict[str, np.ndarray], onnx_path: Path, images: np.ndarr
     import onnxruntime
 
     from cnnbench.backends.onnxruntime_peer import session_options
-    from cnnbench.onnx_export import INPUT_NAME, OUTPUT_NAME
+    from cnnbench.network.onnx_export import INPUT_NAME, OUTPUT_NAME
 
     x = to_model_input(images)
     with torch.inference_mode():

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnbench.errors import UserError
-from cnnbench.files import write_json
-from cnnbench.job import Job, run_job
-from cnnbench.tables import read_predictions, write_predictions
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import write_json
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.tables import read_predictions, write_predictions
 
 
 def gather(shard_paths: list[Path]) -> tuple[pd.DataFrame, dict]:

@@ -36,16 +36,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import write_rows
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.numerics import max_abs_error, max_norm_relative_error, perturbed
+from cnnbench.common.runtime import progress, set_threads
 from cnnbench.data import load_split, to_model_input
-from cnnbench.errors import UserError
-from cnnbench.files import write_rows
-from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.job import Job, run_job
-from cnnbench.model import model_from_weights
-from cnnbench.numerics import max_abs_error, max_norm_relative_error, perturbed
+from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.torch_model import model_from_weights
+from cnnbench.network.weights import load_verified
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
-from cnnbench.runtime import progress, set_threads
-from cnnbench.weights import load_verified
 
 COLUMNS = (
     "tensor",

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from cnnbench import backends
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import write_json
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import progress, set_threads
+from cnnbench.common.tables import LOGIT_COLUMNS, write_predictions
+from cnnbench.common.timing import timed_predictions
 from cnnbench.data import load_split, to_model_input
-from cnnbench.errors import UserError
-from cnnbench.files import write_json
-from cnnbench.job import Job, run_job
-from cnnbench.runtime import progress, set_threads
-from cnnbench.tables import LOGIT_COLUMNS, write_predictions
-from cnnbench.timing import timed_predictions
-from cnnbench.weights import verify_exported
+from cnnbench.network.weights import verify_exported
 
 
 def shard_ranges(total: int, shards: int) -> list[tuple[int, int]]:

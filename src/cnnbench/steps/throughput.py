@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from cnnbench import backends
+from cnnbench.common.files import write_table
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import set_threads
+from cnnbench.common.timing import median_seconds
 from cnnbench.data import load_split, to_model_input
-from cnnbench.files import write_table
-from cnnbench.job import Job, run_job
-from cnnbench.runtime import set_threads
-from cnnbench.timing import median_seconds
-from cnnbench.weights import verify_exported
+from cnnbench.network.weights import verify_exported
 
 COLUMNS = ["backend", "batch_size", "images", "seconds", "images_per_s", "repeats"]
 

@@ -3,7 +3,7 @@
 Job: input train_images, train_labels, test_images, test_labels; output checkpoint (torch
 state_dict), metrics (per-epoch CSV), init (the seeded initial weights, weights.npz format: the
 NumPy trainer's start); settings: the config's ``train`` section. The start and the batch order
-come from ``cnnbench.training``, shared with the NumPy trainer.
+come from ``cnnbench.training.seeding``, shared with the NumPy trainer.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnbench.common.errors import UserError
+from cnnbench.common.files import atomic_output, write_rows
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import progress, set_threads
 from cnnbench.data import load_split, to_model_input
-from cnnbench.errors import UserError
-from cnnbench.files import atomic_output, write_rows
-from cnnbench.job import Job, run_job
-from cnnbench.model import SimpleCNN, pick_device
-from cnnbench.runtime import progress, set_threads
-from cnnbench.training import (
+from cnnbench.network.torch_model import SimpleCNN, pick_device
+from cnnbench.network.weights import save_weights
+from cnnbench.training.seeding import (
     EVAL_BATCH,
     METRIC_COLUMNS,
     TrainSettings,
@@ -30,7 +31,6 @@ from cnnbench.training import (
     seeded_model,
     training_subset,
 )
-from cnnbench.weights import save_weights
 
 
 @torch.inference_mode()

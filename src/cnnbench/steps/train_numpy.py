@@ -21,15 +21,15 @@ import sys
 import numpy as np
 import torch
 
-from cnnbench import train_numpy
-from cnnbench import training as train
+from cnnbench.common.files import atomic_output, write_json, write_rows
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import set_threads
 from cnnbench.data import load_split, to_model_input
-from cnnbench.files import atomic_output, write_json, write_rows
-from cnnbench.job import Job, run_job
-from cnnbench.manifest import build_manifest, last_epoch_metrics
-from cnnbench.model import model_from_weights
-from cnnbench.runtime import set_threads
-from cnnbench.weights import load_weights, save_weights
+from cnnbench.network.manifest import build_manifest, last_epoch_metrics
+from cnnbench.network.torch_model import model_from_weights
+from cnnbench.network.weights import load_weights, save_weights
+from cnnbench.training import numpy_trainer as train_numpy
+from cnnbench.training import seeding as train
 
 LOSS_TOLERANCE = 1e-10  # float64 check: |loss numpy - loss torch| / |loss torch|
 PARAMETER_TOLERANCE = 1e-9  # float64 check: max over tensors of max|dp| / max|p torch|

@@ -5,9 +5,9 @@ Job: output json.
 
 from __future__ import annotations
 
-from cnnbench.files import write_json
-from cnnbench.job import Job, run_job
-from cnnbench.worked_example import PADDING, STRIDE, example_inputs
+from cnnbench.common.files import write_json
+from cnnbench.common.job import Job, run_job
+from cnnbench.ops.worked_example import PADDING, STRIDE, example_inputs
 
 
 def torch_result() -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cnnbench.backends import PEERS
-from cnnbench.tables import LOGIT_COLUMNS
+from cnnbench.common.tables import LOGIT_COLUMNS
 
 from .. import figures, fmt
 from ..common import FAIL, MAX_GALLERY, NA, PASS, WARN, badge, pair, thumbnail

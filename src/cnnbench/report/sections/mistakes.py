@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnbench.geometry import NUM_CLASSES
+from cnnbench.common.tables import LOGIT_COLUMNS
+from cnnbench.network.architecture import NUM_CLASSES
 from cnnbench.ops import softmax
-from cnnbench.tables import LOGIT_COLUMNS
 
 from .. import figures, fmt
 from ..common import MAX_GALLERY, images_phrase, thumbnail

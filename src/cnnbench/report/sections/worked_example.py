@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cnnbench import ops
-from cnnbench.worked_example import EXPECTED, PADDING, STRIDE, example_inputs
+from cnnbench.ops.worked_example import EXPECTED, PADDING, STRIDE, example_inputs
 
 from ..common import FAIL, PASS, badge
 

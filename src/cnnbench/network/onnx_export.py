@@ -1,6 +1,6 @@
 """The network as an ONNX model, built directly from the weight arrays (no torch exporter).
 
-The graph is written node by node with ``onnx.helper`` from ``cnnbench.geometry`` and the
+The graph is written node by node with ``onnx.helper`` from ``cnnbench.network.architecture`` and the
 ``weights.npz`` arrays: Conv + Relu three times, Flatten, Gemm + Relu, Gemm. Building it here
 instead of tracing the PyTorch model keeps the file byte-identical for identical weights (fixed
 opset and IR version, fixed names, no exporter version or timestamps in it) and keeps torch out of
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnbench import __version__
-from cnnbench.geometry import (
+from cnnbench.network.architecture import (
     CONV_LAYERS,
     CONV_PADDING,
     CONV_STRIDE,
@@ -27,7 +27,7 @@ from cnnbench.geometry import (
     NUM_CLASSES,
     PARAMETER_SHAPES,
 )
-from cnnbench.weights import check_parameters
+from cnnbench.network.weights import check_parameters
 
 if TYPE_CHECKING:
     import onnx
@@ -40,7 +40,7 @@ BATCH_DIM = "N"
 
 
 def onnx_model(arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """The network holding ``arrays`` (``cnnbench.weights`` layouts) as a checked ONNX model."""
+    """The network holding ``arrays`` (``cnnbench.network.weights`` layouts) as a checked ONNX model."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -129,7 +129,7 @@ def export_onnx(path: str | Path, arrays: dict[str, np.ndarray]) -> dict:
         "sha256": save_onnx(path, arrays),
         "opset": OPSET,
         "ir_version": IR_VERSION,
-        "built_with": f"cnnbench.onnx_export (onnx.helper, onnx {onnx.__version__})",
+        "built_with": f"cnnbench.network.onnx_export (onnx.helper, onnx {onnx.__version__})",
         "input": {"name": INPUT_NAME, "shape": [BATCH_DIM, *INPUT_SHAPE], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": [BATCH_DIM, NUM_CLASSES], "dtype": "float32"},
     }

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import UserError
-from cnnbench.runtime import exit_on_signals
+from cnnbench.common.errors import UserError
+from cnnbench.common.runtime import exit_on_signals
 
 
 @dataclass(frozen=True)

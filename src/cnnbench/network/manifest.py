@@ -1,6 +1,6 @@
 """The manifest written beside every exported weights file: what the weights are and where they
 came from (training config, final metrics, dataset checksums, versions). No wall time, so identical
-training gives identical bytes. Read back by ``cnnbench.weights.verify_exported``.
+training gives identical bytes. Read back by ``cnnbench.network.weights.verify_exported``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from cnnbench import __version__
 from cnnbench.data import file_digests
-from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.network.architecture import PARAMETER_SHAPES
 
 
 def build_manifest(

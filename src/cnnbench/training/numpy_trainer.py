@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnbench.common.numerics import max_norm_relative_error
+from cnnbench.common.runtime import progress
 from cnnbench.data import to_model_input
-from cnnbench.geometry import PARAMETER_SHAPES
-from cnnbench.model import model_from_weights
-from cnnbench.numerics import max_norm_relative_error
+from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.torch_model import model_from_weights
 from cnnbench.ops import Adam, Network, cross_entropy
-from cnnbench.runtime import progress
-from cnnbench.training import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
+from cnnbench.training.seeding import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
 
 STEP_COLUMNS = (
     "dtype",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from cnnbench.geometry import NUM_CLASSES
+from cnnbench.network.architecture import NUM_CLASSES
 
 
 def median_seconds(function: Callable[[], object], repeats: int) -> float:

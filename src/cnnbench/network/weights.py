@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.errors import UserError
-from cnnbench.geometry import PARAMETER_SHAPES
+from cnnbench.common.errors import UserError
+from cnnbench.network.architecture import PARAMETER_SHAPES
 
 # A fixed timestamp makes the zip container byte-identical across runs (np.savez stamps "now").
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)

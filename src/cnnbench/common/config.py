@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cnnbench.errors import UserError
+from cnnbench.common.errors import UserError
 
 _JSON_TYPES = {
     bool: "boolean",

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnbench.errors import UserError
-from cnnbench.geometry import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, PARAMETER_SHAPES
-from cnnbench.weights import check_parameters
+from cnnbench.common.errors import UserError
+from cnnbench.network.architecture import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, PARAMETER_SHAPES
+from cnnbench.network.weights import check_parameters
 
 
 class SimpleCNN(nn.Module):
@@ -38,7 +38,7 @@ class SimpleCNN(nn.Module):
 def model_from_weights(
     arrays: dict[str, np.ndarray], dtype: torch.dtype = torch.float32
 ) -> SimpleCNN:
-    """A SimpleCNN holding exactly ``arrays`` (e.g. from ``cnnbench.weights.load_weights``)."""
+    """A SimpleCNN holding exactly ``arrays`` (e.g. from ``cnnbench.network.weights.load_weights``)."""
     check_parameters(arrays, source="weights")
     model = SimpleCNN()
     model.load_state_dict(

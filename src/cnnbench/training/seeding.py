@@ -1,6 +1,6 @@
 """What the two trainers share: the settings, the seeded start, the order of the mini-batches.
 
-The PyTorch trainer (``cnnbench.steps.train``) and the NumPy one (``cnnbench.train_numpy``) start
+The PyTorch trainer (``cnnbench.steps.train``) and the NumPy one (``cnnbench.training.numpy_trainer``) start
 from the same seeded initial weights (:func:`initial_weights`, saved by the train step as
 ``results/model/init.npz``) and visit the same mini-batches in the same order: consecutive
 ``batch_size`` slices of one seeded permutation per epoch (:func:`epoch_orders`).
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cnnbench.errors import UserError
-from cnnbench.model import SimpleCNN
+from cnnbench.common.errors import UserError
+from cnnbench.network.torch_model import SimpleCNN
 
 METRIC_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds")
 EVAL_BATCH = 1000  # test images per forward pass when evaluating

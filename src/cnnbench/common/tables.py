@@ -1,7 +1,7 @@
 """The per-image predictions table every inference step writes and agreement and the report read.
 
 ``results/inference/<backend>.csv``: one row per test image, in index order, logits as float32
-(written with ``cnnbench.files.FLOAT_FORMAT``, so reading them back gives the exact values).
+(written with ``cnnbench.common.files.FLOAT_FORMAT``, so reading them back gives the exact values).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnbench.files import write_table
-from cnnbench.geometry import NUM_CLASSES
+from cnnbench.common.files import write_table
+from cnnbench.network.architecture import NUM_CLASSES
 
 LOGIT_COLUMNS = [f"logit_{k}" for k in range(NUM_CLASSES)]
 PREDICTION_COLUMNS = ["index", "label", "pred", "latency_s", *LOGIT_COLUMNS]
