@@ -11,6 +11,14 @@ Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), Hout = (H + 
     conv2d_backward_im2col(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
     im2col(x, kh, kw, stride=1, padding=0) -> cols (C*kh*kw, N*Hout*Wout)  building blocks
     col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> dx (adds overlapping windows)
+Pooling (as torch.nn.functional.max_pool2d / avg_pool2d: kernel an int or (kh, kw), stride None =
+the kernel, padding <= kernel // 2; max pads with -inf, avg counts padding as zeros in kh*kw):
+    maxpool2d_loops(x, kernel, stride=None, padding=0) -> y (N, C, Hout, Wout)   scalar loops
+    maxpool2d_strided(x, kernel, stride=None, padding=0) -> y          one op per kernel offset
+    maxpool2d_backward_loops(dy, x, kernel, stride=None, padding=0) -> dx  (and _strided)
+    avgpool2d_loops / avgpool2d_strided, avgpool2d_backward_loops / _strided: the same for average
+    Both variants equal torch bit for bit in float64, ties included (the first largest value of a
+    window in row-major order wins, a NaN always; see ``cnnbench.ops.pool``).
 Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indices):
     linear(x, w, b), linear_loops(x, w, b) -> y (N, out)
     linear_backward(dy, x, w), linear_backward_loops(dy, x, w) -> (dx, dw, db)
@@ -40,6 +48,17 @@ Example (the README's worked example)::
     >>> np.array_equal(conv2d_loops(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2),
     ...                conv2d_im2col(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2))
     True
+
+Ties in max pooling: both overlapping windows hold two 2s; each picks its first (row-major), so
+the top 2 gets both gradients::
+
+    >>> from cnnbench.ops import maxpool2d_backward_strided, maxpool2d_strided
+    >>> x = np.array([[[[0.0, 2.0, 1.0], [2.0, 1.0, 2.0]]]])
+    >>> maxpool2d_strided(x, 2, stride=1)
+    array([[[[2., 2.]]]])
+    >>> maxpool2d_backward_strided(np.ones((1, 1, 1, 2)), x, 2, stride=1)
+    array([[[[0., 2., 0.],
+             [0., 0., 0.]]]])
 """
 
 from cnnbench.ops.im2col import col2im, conv2d_backward_im2col, conv2d_im2col, im2col
@@ -54,6 +73,16 @@ from cnnbench.ops.loops import (
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward, log_softmax, softmax
 from cnnbench.ops.network import INPUT_GRADIENT, VARIANTS, ForwardCache, Network, Variant
 from cnnbench.ops.optim import Adam
+from cnnbench.ops.pool import (
+    avgpool2d_backward_loops,
+    avgpool2d_backward_strided,
+    avgpool2d_loops,
+    avgpool2d_strided,
+    maxpool2d_backward_loops,
+    maxpool2d_backward_strided,
+    maxpool2d_loops,
+    maxpool2d_strided,
+)
 
 __all__ = [
     "INPUT_GRADIENT",
@@ -63,6 +92,10 @@ __all__ = [
     "Im2colInference",
     "Network",
     "Variant",
+    "avgpool2d_backward_loops",
+    "avgpool2d_backward_strided",
+    "avgpool2d_loops",
+    "avgpool2d_strided",
     "col2im",
     "conv2d_backward_im2col",
     "conv2d_backward_loops",
@@ -76,6 +109,10 @@ __all__ = [
     "linear_backward_loops",
     "linear_loops",
     "log_softmax",
+    "maxpool2d_backward_loops",
+    "maxpool2d_backward_strided",
+    "maxpool2d_loops",
+    "maxpool2d_strided",
     "relu",
     "relu_backward",
     "softmax",
