@@ -16,6 +16,7 @@ from cnnbench.ops import (
     avgpool2d_strided,
     maxpool2d_backward_loops,
     maxpool2d_backward_strided,
+    maxpool2d_indices,
     maxpool2d_loops,
     maxpool2d_strided,
 )
@@ -94,6 +95,18 @@ def test_forward_and_backward_equal_torch_bitwise(kind, variant, data):
     actual_y, actual_dx = run_op(kind, variant, problem, dy)
     assert_bitwise(actual_y, y, "y")
     assert_bitwise(actual_dx, dx, "dx")
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=pool_problems(MAX_IMAGE_SIZE["strided"]))
+def test_max_indices_equal_torchs(problem):
+    geometry = (problem["kernel"], problem["stride"], problem["padding"])
+    _, expected = torch.nn.functional.max_pool2d(
+        torch.tensor(problem["x"]), *geometry, return_indices=True
+    )
+    indices = maxpool2d_indices(problem["x"], *geometry)
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(indices, expected.numpy(), strict=True)
 
 
 # (kernel, stride, padding): the max winners' indices differ between tie rules only if windows

@@ -16,6 +16,7 @@ the kernel, padding <= kernel // 2; max pads with -inf, avg counts padding as ze
     maxpool2d_loops(x, kernel, stride=None, padding=0) -> y (N, C, Hout, Wout)   scalar loops
     maxpool2d_strided(x, kernel, stride=None, padding=0) -> y          one op per kernel offset
     maxpool2d_backward_loops(dy, x, kernel, stride=None, padding=0) -> dx  (and _strided)
+    maxpool2d_indices(x, kernel, stride=None, padding=0) -> flat index in H*W of each winner
     avgpool2d_loops / avgpool2d_strided, avgpool2d_backward_loops / _strided: the same for average
     Both variants equal torch bit for bit in float64, ties included (the first largest value of a
     window in row-major order wins, a NaN always; see ``cnnbench.ops.pool``).
@@ -80,6 +81,7 @@ from cnnbench.ops.pool import (
     avgpool2d_strided,
     maxpool2d_backward_loops,
     maxpool2d_backward_strided,
+    maxpool2d_indices,
     maxpool2d_loops,
     maxpool2d_strided,
 )
@@ -111,6 +113,7 @@ __all__ = [
     "log_softmax",
     "maxpool2d_backward_loops",
     "maxpool2d_backward_strided",
+    "maxpool2d_indices",
     "maxpool2d_loops",
     "maxpool2d_strided",
     "relu",

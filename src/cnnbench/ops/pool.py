@@ -22,8 +22,9 @@ pixels (float32 inputs are computed in double precision, as in ``ops.loops``).  
 variant (``*_strided``) loops over the kh*kw kernel offsets only, each step one vectorised
 operation on the strided view of that offset across all windows, taken batch-last
 (C, Hout, Wout, N) like ``ops.im2col``'s columns; outputs are NCHW views, the im2col chain's
-memory order.  Its backward adds in torch's order too: the max pooling's in one ``np.add.at``
-(which adds in the order given), the average's one offset at a time in reverse row-major order,
+memory order.  :func:`maxpool2d_indices` gives its winners as torch's ``return_indices`` does.
+Its backward adds in torch's order too: the max pooling's in one ``np.add.at`` at those indices
+(it adds in the order given), the average's one offset at a time in reverse row-major order,
 which for any one input pixel is the outputs' row-major order.  In float32 it also matches
 torch's CPU kernels bit for bit (they compute in float32 in the same order).
 """
@@ -182,13 +183,20 @@ def maxpool2d_strided(
     return y.transpose(3, 0, 1, 2)
 
 
-def _winners(x: np.ndarray, g: PoolGeometry) -> np.ndarray:
-    """Kernel offset k of each window's winner, (C, Hout, Wout, N), torch's rule (module doc)."""
-    offsets = list(_offsets(_batch_last(x, g.padding, -np.inf), g))
+def maxpool2d_indices(
+    x: np.ndarray, kernel: Kernel, stride: int | None = None, padding: int = 0
+) -> np.ndarray:
+    """Where each window's winner is (torch's rule, module doc): its flat index into its image
+    plane, row * W + col, (N, C, Hout, Wout) int64, as ``max_pool2d(..., return_indices=True)``.
+
+    The winners' kernel offsets are found one offset at a time like :func:`maxpool2d_strided`,
+    starting from each window's first real pixel (what wins when all real pixels are -inf).
+    """
+    g = check_pool2d(x, kernel, stride, padding)
+    offsets = list(_offsets(_batch_last(x, padding, -np.inf), g))
     best = np.full_like(offsets[0][1], -np.inf)
-    # start from each window's first real pixel (what wins when all real pixels are -inf)
-    first_row = np.maximum(g.padding - np.arange(g.out_h) * g.sh, 0)
-    first_col = np.maximum(g.padding - np.arange(g.out_w) * g.sw, 0)
+    first_row = np.maximum(padding - np.arange(g.out_h) * g.sh, 0)
+    first_col = np.maximum(padding - np.arange(g.out_w) * g.sw, 0)
     winner = np.empty_like(best, dtype=np.min_scalar_type(g.kh * g.kw))
     winner[...] = (first_row[:, None] * g.kw + first_col)[None, :, :, None]
     nan = bool(np.isnan(x).any())  # a NaN always wins; testing for one costs a pass per offset
@@ -200,30 +208,28 @@ def _winners(x: np.ndarray, g: PoolGeometry) -> np.ndarray:
         # winner = k where replace: arithmetic, several times faster than a masked copy
         winner *= ~replace
         winner += replace * winner.dtype.type(k)
-    return winner
+    width = x.shape[3]
+    # the offset's row and column in the plane, from each window's top-left corner
+    offset = ((np.arange(g.kh)[:, None] - padding) * width + np.arange(g.kw) - padding).ravel()
+    origin = np.arange(g.out_h)[:, None] * g.sh * width + np.arange(g.out_w) * g.sw
+    indices = offset.take(winner)
+    indices += origin[None, :, :, None]
+    return indices.transpose(3, 0, 1, 2)
 
 
 def maxpool2d_backward_strided(
     dy: np.ndarray, x: np.ndarray, kernel: Kernel, stride: int | None = None, padding: int = 0
 ) -> np.ndarray:
-    """dx of :func:`maxpool2d_strided`: each window's dy added to its winner in x.
-
-    One ``np.add.at`` into a padded (C, Hp, Wp, N) array, at each window's flat index plus its
-    winner's offset; ``add.at`` adds in the order given, the outputs' row-major order, torch's.
-    """
-    g = check_pool2d_backward(dy, x, kernel, stride, padding)
+    """dx of :func:`maxpool2d_strided`: each window's dy added to its winner in x, by one
+    ``np.add.at`` (which adds in the order given: the outputs' row-major order, torch's)."""
+    check_pool2d_backward(dy, x, kernel, stride, padding)
     n_images, channels, height, width = x.shape
-    padded_h, padded_w = height + 2 * padding, width + 2 * padding
-    origin = (
-        np.arange(channels)[:, None, None] * padded_h + np.arange(g.out_h)[:, None] * g.sh
-    ) * padded_w + np.arange(g.out_w) * g.sw
-    origin = origin[..., None] * n_images + np.arange(n_images)  # (C, Hout, Wout, N)
-    offset = ((np.arange(g.kh)[:, None] * padded_w + np.arange(g.kw)) * n_images).ravel()
-    target = offset.take(_winners(x, g))
-    target += origin
-    padded = np.zeros((channels, padded_h, padded_w, n_images), dtype=x.dtype)
-    np.add.at(padded.reshape(-1), target.reshape(-1), dy.transpose(1, 2, 3, 0).reshape(-1))
-    return padded[:, padding : padding + height, padding : padding + width].transpose(3, 0, 1, 2)
+    planes = np.arange(n_images * channels).reshape(n_images, channels, 1, 1) * (height * width)
+    dx = np.zeros(x.shape, dtype=x.dtype)
+    np.add.at(
+        dx.reshape(-1), (maxpool2d_indices(x, kernel, stride, padding) + planes).ravel(), dy.ravel()
+    )
+    return dx
 
 
 def avgpool2d_strided(
