@@ -22,10 +22,10 @@ Errors are relative to the tensor's scale, the largest magnitude of its float64 
 max_rel_err = max|actual - reference| / scale, so a coordinate whose gradient is near zero is
 not judged by its own (meaningless) relative error.
 
-ReLU kinks: a central difference is only a derivative if loss(theta +- step) stay on the same
-linear piece.  A sampled coordinate whose perturbation flips any ReLU (the sign pattern of any
-pre-activation changes) is replaced by the next random coordinate, and the number replaced is
-reported; none is silently accepted.
+Kinks: a central difference is only a derivative if loss(theta +- step) stay on the same smooth
+piece.  A sampled coordinate whose perturbation flips any ReLU (the sign pattern of any
+pre-activation changes) or moves any max pooling's winner (``Network.kinks``) is replaced by the
+next random coordinate, and the number replaced is reported; none is silently accepted.
 """
 
 from __future__ import annotations
@@ -107,12 +107,12 @@ def finite_difference_samples(
 
     Perturbs ``x`` and ``network.parameters`` in place (restoring them).  Returns, per tensor,
     the coordinates (an index tuple of arrays) with their derivatives, and how many drawn
-    coordinates were replaced because +-FD_STEP flipped a ReLU.
+    coordinates were replaced because +-FD_STEP crossed a kink (``Network.kinks`` changed).
     """
 
     def loss_and_pattern() -> tuple[float, list[np.ndarray]]:
         logits, cache = network.forward(x)
-        return float(cross_entropy(logits, labels)), [z > 0 for z in cache.preactivations.values()]
+        return float(cross_entropy(logits, labels)), network.kinks(cache)
 
     _, base_pattern = loss_and_pattern()
     estimates, replaced = {}, {}
@@ -139,7 +139,7 @@ def finite_difference_samples(
         if len(coordinates) < wanted:
             raise RuntimeError(
                 f"{name}: only {len(coordinates)} of its {array.size} coordinates keep every ReLU "
-                f"on one side within +-{FD_STEP}; {wanted} were asked for"
+                f"and max pooling on one piece within +-{FD_STEP}; {wanted} were asked for"
             )
         index_arrays = tuple(np.array(axis) for axis in zip(*coordinates, strict=True))
         estimates[name] = (index_arrays, np.array(derivatives))
@@ -244,7 +244,7 @@ def run(job: Job) -> None:
         f"({batch_size} images, {len(tensors(architecture))} tensors, {len(VARIANTS)} implementations, "
         f"{len(REFERENCES)} references); finite differences: step {FD_STEP}, "
         f"{samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
-        f"crossed a ReLU kink ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
+        f"crossed a kink, a ReLU's or a max pooling's ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
         file=sys.stderr,
     )
     for reference in REFERENCES:
