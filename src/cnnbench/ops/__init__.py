@@ -31,6 +31,8 @@ weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
     net = Network(arrays, architecture, variant="im2col", dtype=np.float32)  # or Network.from_file
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
+    net.stages() -> [(layer name, function of the layer's input)];  net.kinks(cache)
+    Any architecture: conv, max and average pooling (im2col variant: the strided pooling), linear.
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
     opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
