@@ -194,3 +194,22 @@ def test_finite_differences_refuse_coordinates_that_move_a_max_pooling_winner(mn
     )
     assert replaced[INPUT_GRADIENT] > 20
     assert all(row["passed"] for row in rows)
+
+
+def test_a_small_tensor_out_of_coordinates_is_checked_with_smaller_steps():
+    """One conv channel whose every pre-activation is 5e-6 (blank image, bias 5e-6): +-1e-5 on
+    its bias flips the ReLU, +-1e-6 does not. The bias's only coordinate is checked with it."""
+    model = {"layers": [{"conv": 1, "kernel": 3}], "hidden": []}
+    architecture = build(model, (1, 6, 6), 3)
+    arrays = initial_weights(0, architecture)
+    arrays["conv1.bias"][:] = 5e-6
+    network = Network(arrays, architecture, "im2col", np.float64)
+    x, labels = np.zeros((1, 1, 6, 6)), np.array([2])
+    estimates, replaced = gradcheck.finite_difference_samples(
+        network, x, labels, 1, np.random.default_rng(0), lambda: None
+    )
+    assert replaced["conv1.bias"] == 1
+    (index,), (derivative,) = estimates["conv1.bias"]
+    expected = network.loss_and_gradients(x, labels)[1]["conv1.bias"][index]
+    assert abs(expected) > 1e-3
+    assert derivative == pytest.approx(expected, rel=1e-6)
