@@ -271,7 +271,9 @@ def run(job: Job) -> None:
         f"({batch_size} images, {len(tensors(architecture))} tensors, {len(VARIANTS)} implementations, "
         f"{len(REFERENCES)} references); finite differences: step {FD_STEP}, "
         f"{samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
-        f"crossed a kink, a ReLU's or a max pooling's ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
+        f"crossed a kink, a ReLU's or a max pooling's "
+        f"({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'}; a tensor left "
+        f"with too few coordinates checks them at a smaller step instead)",
         file=sys.stderr,
     )
     for reference in REFERENCES:
