@@ -4,9 +4,12 @@ Architecture, in float64, forward and backward; and the gradient check on non-de
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,16 +25,10 @@ from cnnbench.training.seeding import initial_weights
 MAC_BUDGET = {"loops": 40_000, "im2col": 2_000_000}
 TORCH_TOLERANCE = 1e-10
 
-# A LeNet-5-style network and one of overlapping windows, as config.yaml's model section.
-LENET5 = {
-    "layers": [
-        {"conv": 6, "kernel": 5, "padding": 2},
-        {"pool": "max", "kernel": 2},
-        {"conv": 16, "kernel": 5},
-        {"pool": "max", "kernel": 2},
-    ],
-    "hidden": [120, 84],
-}
+# The shipped LeNet-5 example, and a network of overlapping windows, as config.yaml's model section.
+LENET5 = yaml.safe_load((Path(__file__).parents[1] / "examples" / "lenet5.yaml").read_text())[
+    "model"
+]
 OVERLAPPING = {
     "layers": [
         {"conv": 4, "kernel": 3, "stride": 1, "padding": 1},
