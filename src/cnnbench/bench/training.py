@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.common.runtime import load_average, set_threads
+from cnnbench.common.runtime import keep_freed_memory, load_average, set_threads
 from cnnbench.data import load_split
 from cnnbench.network.architecture import SEED
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
+    keep_freed_memory()  # each step's arrays reuse the last step's memory
     images, labels = load_split(*(args.mnist_dir / name for name in TRAIN_FILES), SEED)
     if not 0 < args.images <= len(images):
         parser.error(f"--images must be in 1..{len(images)}")
