@@ -80,6 +80,11 @@ def measure(
     return seconds
 
 
+def loads(averages: list[float] | None) -> str:
+    """1, 5 and 15 minute load averages, as one reads them."""
+    return "unknown" if averages is None else " / ".join(f"{value:.1f}" for value in averages)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m cnnbench.bench.training", description=__doc__.splitlines()[0]
@@ -114,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     print(
         f"one epoch of {args.images} images, batch {args.batch_size}, {args.dtype}, "
-        f"{args.threads} thread(s), {args.repeats} repeats; load average {load_before} before, "
-        f"{load_average()} after"
+        f"{args.threads} thread(s), {args.repeats} repeats; load average "
+        f"{loads(load_before)} before, {loads(load_average())} after"
     )
     steps = -(-args.images // args.batch_size)
     for name, values in seconds.items():

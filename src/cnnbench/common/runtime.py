@@ -57,9 +57,9 @@ def keep_freed_memory() -> None:
     glibc returns a large freed block to the kernel at once (blocks it got by ``mmap``) or once
     the heap's free top passes a threshold, so a loop that allocates the same large arrays each
     iteration faults every 4 KiB page of them in again, each time. The NumPy training step
-    allocates about 23 MB of fresh arrays: 5 800 page faults a step, a quarter of its time on a
-    virtual machine (measured: 150 ms a step with them, 113 ms without, load average 7.5), where
-    torch's step takes about 3 000. Both thresholds fixed at 1 GiB: freed memory stays in the
+    allocates 23-32 MB of fresh arrays: 5 700-8 000 page faults a step (torch's: 2 700-3 500),
+    a quarter of its time on this project's virtual machine (150 ms a step with them, 113 ms
+    without, at load average 7.5). Both thresholds fixed at 1 GiB: freed memory stays in the
     heap for the next step. Results are unchanged (allocation only). A no-op without glibc.
     """
     try:
