@@ -98,6 +98,7 @@ def changed(overlay: dict, section: str, key: str, value) -> dict:
         ),
         # recorded by the export step in the manifest, which every weights consumer reads
         ("dataset", "name", "MNIST (renamed)", AFTER_TRAINING - {"train"}),
+        ("model", "hidden", [200], AFTER_TRAINING),
         ("train", "epochs", 2, AFTER_TRAINING),
         ("train_numpy", "check_steps", 4, {"train_numpy"} | AFTER_NUMPY_TRAINING | REPORT),
         ("gradcheck", "samples", 4, {"gradcheck"} | REPORT),
