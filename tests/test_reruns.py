@@ -89,12 +89,19 @@ def changed(overlay: dict, section: str, key: str, value) -> dict:
     [
         # same files from elsewhere: the checksums say what a file is
         ("dataset", "mirrors", ["file:///nowhere/mnist/"], set()),
-        # a file's entry: its download, then everything reading it (training first)
+        # a file's entry: its download, then everything reading it (training first); a real
+        # run of this one stops at the download, as it must: the file has 4542 bytes
         (
             "dataset",
             "files",
             {"test_labels": {"size": 4600}},
             {"download[filename=t10k-labels-idx1-ubyte.gz]"} | AFTER_TRAINING,
+        ),
+        (
+            "dataset",
+            "files",
+            {"test_labels": {"file": "labels-renamed.gz"}},
+            {"download[filename=labels-renamed.gz]"} | AFTER_TRAINING,
         ),
         # recorded by the export step in the manifest, which every weights consumer reads
         ("dataset", "name", "MNIST (renamed)", AFTER_TRAINING - {"train"}),
