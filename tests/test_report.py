@@ -445,3 +445,79 @@ def test_other_formats():
     assert fmt.rate(12345.6) == "12,346 /s"
     assert fmt.scientific(2.1e-7) == "2.1e-07"
     assert fmt.megabytes(512.3) == "512 MB"
+
+
+# ---------------------------------------------------------------------------- figures read well
+
+
+def _figures_drawn_by(monkeypatch, function, *args):
+    """The matplotlib figures ``function`` draws (captured before they become PNGs)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cnnbench.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "to_data_uri", lambda figure: drawn.append(figure) or "data:")
+    function(*args)
+    for figure in drawn:
+        FigureCanvasAgg(figure).draw()  # lay out as when saved, so text extents are final
+    return drawn
+
+
+@pytest.mark.parametrize("backends", [2, 5, 8])
+def test_agreement_labels_fit_their_cells(monkeypatch, backends):
+    """Every annotation of both heatmaps lies inside its own cell, up to 8 backends, with the
+    widest labels (10,000 images; pairs that saw different numbers of images)."""
+    from cnnbench.report import figures
+
+    names = [f"backend_{k}_name" for k in range(backends)]
+    counts = pd.DataFrame(9_999.0, index=names, columns=names)
+    images = pd.DataFrame(10_000.0, index=names, columns=names)
+    images.iloc[0, 1] = images.iloc[1, 0] = 8_000.0
+    counts.iloc[0, 1] = counts.iloc[1, 0] = 7_999.0
+    diffs = pd.DataFrame(1.2345e-6, index=names, columns=names)
+    for k in range(backends):
+        counts.iloc[k, k] = images.iloc[k, k]
+        diffs.iloc[k, k] = 0.0
+    (figure,) = _figures_drawn_by(monkeypatch, figures.agreement_heatmaps, counts, images, diffs)
+    renderer = figure.canvas.get_renderer()
+    checked = 0
+    for ax in figure.axes:
+        for text in ax.texts:
+            if not text.get_text():
+                continue
+            x, y = text.get_position()
+            corners = ax.transData.transform([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)])
+            left, right = sorted(corners[:, 0])
+            bottom, top = sorted(corners[:, 1])
+            box = text.get_window_extent(renderer)
+            assert left < box.x0 and box.x1 < right, (text.get_text(), box, left, right)
+            assert bottom < box.y0 and box.y1 < top, (text.get_text(), box, bottom, top)
+            checked += 1
+    assert checked == 2 * backends**2 - backends  # the right map leaves its diagonal blank
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5])
+def test_epoch_axes_tick_whole_epochs(monkeypatch, epochs):
+    from cnnbench.report import figures
+
+    metrics = pd.DataFrame(
+        {
+            "epoch": range(1, epochs + 1),
+            "train_loss": np.linspace(0.4, 0.1, epochs),
+            "test_loss": np.linspace(0.3, 0.1, epochs),
+            "test_accuracy": np.linspace(0.95, 0.98, epochs),
+            "seconds": 10.0,
+        }
+    )
+    drawn = _figures_drawn_by(monkeypatch, figures.training_curves, metrics)
+    drawn += _figures_drawn_by(monkeypatch, figures.training_overlay, metrics, metrics)
+    assert len(drawn) == 2
+    for ax in (ax for figure in drawn for ax in figure.axes):
+        low, high = ax.get_xlim()
+        ticks = [float(t) for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(t.is_integer() for t in ticks), ticks
+        assert low < 1 and high > epochs
+        if epochs < 3:  # every epoch ticked, with room around the points
+            assert ticks == list(range(1, epochs + 1)), ticks
+            assert (low, high) == (0.5, epochs + 0.5)

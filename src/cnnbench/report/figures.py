@@ -20,12 +20,13 @@ from matplotlib.ticker import FuncFormatter
 from . import fmt
 
 DPI = 144  # crisp on high-density laptop screens; the page scales figures to its width
+SIDE_BY_SIDE_BACKENDS = 4  # the agreement heatmaps stack beyond this, so their labels fit
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 10}
 
 
-def _figure(width: float, height: float, ncols: int = 1, **kwargs):
+def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kwargs):
     figure = Figure(figsize=(width, height), layout="constrained")
-    axes = figure.subplots(1, ncols, **kwargs)
+    axes = figure.subplots(nrows, ncols, **kwargs)
     return figure, axes
 
 
@@ -59,6 +60,16 @@ def _themed(function, style: str = "whitegrid"):
 _seconds_axis = FuncFormatter(lambda value, _pos: fmt.duration(value, 2))
 
 
+def _epoch_axis(ax, epochs: pd.Series) -> None:
+    """Epochs are whole numbers: integer ticks only; a span of under three epochs gets half an
+    epoch of margin either side, so one epoch is one tick under one point (not 0.945 ... 1.05)."""
+    first, last = int(epochs.min()), int(epochs.max())
+    if last - first < 2:
+        ax.set_xlim(first - 0.5, last + 0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+
+
 @_themed
 def training_curves(metrics: pd.DataFrame) -> str:
     figure, (loss_ax, acc_ax) = _figure(10, 3.4, ncols=2)
@@ -75,9 +86,8 @@ def training_curves(metrics: pd.DataFrame) -> str:
     acc_ax.plot(metrics["epoch"], accuracy * 100, marker="o", color="C2")
     acc_ax.set_title("Test accuracy per epoch")
     acc_ax.set_ylabel("test accuracy (%)")
-    acc_ax.set_xlabel("epoch")
     for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _epoch_axis(ax, metrics["epoch"])
     return to_data_uri(figure)
 
 
@@ -156,17 +166,25 @@ def _plain(function):
 
 @_plain
 def agreement_heatmaps(counts: pd.DataFrame, images: pd.DataFrame, logit_diff: pd.DataFrame) -> str:
-    """Left: images on which each pair predicts the same class; right: max |logit difference|."""
+    """Images on which each pair predicts the same class, and their max |logit difference|:
+    side by side up to 4 backends, one above the other beyond (up to 8 the labels fit their
+    cells). The image count is in the title when every pair saw the same images."""
     n = len(counts)
-    figure, (agree_ax, diff_ax) = _figure(10, 0.7 * n + 2.0, ncols=2)
+    side_by_side = n <= SIDE_BY_SIDE_BACKENDS
+    figure, (agree_ax, diff_ax) = _figure(
+        10,
+        0.7 * n + 2.0 if side_by_side else 2 * (0.5 * n + 1.2),
+        ncols=2 if side_by_side else 1,
+        nrows=1 if side_by_side else 2,
+    )
     fraction = counts / images
+    seen = {int(m) for m in images.to_numpy().ravel() if pd.notna(m)}
     labels = counts.copy().astype(object)
     for a in counts.index:
         for b in counts.columns:
             c, m = counts.loc[a, b], images.loc[a, b]
-            labels.loc[a, b] = (
-                "" if pd.isna(c) else f"{int(c):,} / {int(m):,}\n{fmt.percent(c / m)}"
-            )
+            of = "" if len(seen) == 1 else f"\n/ {int(m):,}"
+            labels.loc[a, b] = "" if pd.isna(c) else f"{int(c):,}{of}\n{fmt.percent(c / m)}"
     sns.heatmap(
         fraction.astype(float),
         annot=labels.values,
@@ -180,7 +198,11 @@ def agreement_heatmaps(counts: pd.DataFrame, images: pd.DataFrame, logit_diff: p
         linecolor="white",
         annot_kws={"fontsize": 8},
     )
-    agree_ax.set_title("Same predicted class (count / images)")
+    agree_ax.set_title(
+        f"Same predicted class (of {seen.pop():,} images)"
+        if len(seen) == 1
+        else "Same predicted class (count / images)"
+    )
     diff = logit_diff.astype(float)
     positive = diff.values[np.isfinite(diff.values) & (diff.values > 0)]
     norm = (
@@ -259,14 +281,12 @@ def training_overlay(torch_metrics: pd.DataFrame, numpy_metrics: pd.DataFrame) -
             label=name,
         )
     loss_ax.set_title("Cross-entropy loss per epoch")
-    loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     acc_ax.set_title("Test accuracy per epoch")
     acc_ax.set_ylabel("test accuracy (%)")
-    acc_ax.set_xlabel("epoch")
     for ax in (loss_ax, acc_ax):
         ax.legend()
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _epoch_axis(ax, pd.concat([torch_metrics["epoch"], numpy_metrics["epoch"]]))
     return to_data_uri(figure)
 
 
