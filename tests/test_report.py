@@ -345,6 +345,24 @@ def test_named_inputs_are_the_report_rules_inputs(tmp_path):
     assert set(named_inputs(tmp_path)[0]) == declared
 
 
+def test_report_is_given_every_benchmark_file_the_run_writes(tmp_path, run_snakemake):
+    """The per-rule wall-time table lists every benchmarked job of the whole run (the NumPy
+    training and the NumPy-trained inference too), as the dry run plans them."""
+    dry = run_snakemake(tmp_path, {}, "--dry-run", "--printshellcmds", timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = set(re.findall(r"^    benchmark: (\S+)$", dry.stdout, re.M))
+    command = re.search(
+        r"^(?:Shell command: )?python -m cnnbench\.report '(.+)' >", dry.stdout, re.M
+    ).group(1)
+    given = json.loads(command)["input"]["benchmarks"]
+    assert len(given) == len(set(given)) and set(given) == planned
+    assert {
+        "results/benchmarks/train_numpy.tsv",
+        "results/benchmarks/infer_numpy_trained_onnxruntime.tsv",
+        "results/benchmarks/infer_numpy_loops_1.tsv",
+    } <= planned
+
+
 def test_cli_with_one_backend_and_a_damaged_data_file(tmp_path):
     """``python -m cnnbench.report JOB`` as the Snakemake rule runs it; torch is never imported."""
     write_synthetic_results(tmp_path, backends=["torch"], images=20)

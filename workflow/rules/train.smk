@@ -110,6 +110,8 @@ rule infer_numpy_trained:
         backend="|".join(NUMPY_TRAINED_BACKENDS),
     log:
         "results/logs/infer_numpy_trained_{backend}.log",
+    benchmark:
+        "results/benchmarks/infer_numpy_trained_{backend}.tsv"
     threads: threads_for(INFERENCE["threads"])
     resources:
         mem_mb=2048,
