@@ -1,34 +1,3 @@
-# Jobs of the benchmarked rules with wildcards, as the run makes them (each from the same values
-# its consumers use); every other benchmarked rule runs once.
-BENCHMARKED_JOBS = {
-    "infer_shard": [
-        {"backend": backend, "shard": shard}
-        for backend in BACKENDS
-        for shard in range(shards_of(backend))
-    ],
-    "infer_numpy_trained": [{"backend": backend} for backend in NUMPY_TRAINED_BACKENDS],
-}
-
-
-def every_benchmark():
-    """Every benchmark file the run writes: each rule's own `benchmark:` path, once per job. A
-    benchmarked rule with wildcards must name its jobs in BENCHMARKED_JOBS (else the workflow
-    stops here), so no rule's wall time silently misses the report's table and total."""
-    files = []
-    for rule in workflow.rules:
-        if not rule.benchmark:
-            continue
-        pattern = getattr(rules, rule.name).benchmark
-        if rule.wildcard_names and rule.name not in BENCHMARKED_JOBS:
-            raise WorkflowError(
-                f"rule {rule.name} is benchmarked per {sorted(rule.wildcard_names)}: "
-                "name its jobs in BENCHMARKED_JOBS (workflow/rules/report.smk)"
-            )
-        for wildcards in BENCHMARKED_JOBS.get(rule.name, [{}]):
-            files.append(pattern.format(**wildcards))
-    return files
-
-
 rule report:
     input:
         # every file the report reads (cnnbench.report.inputs), so a changed one reruns it
