@@ -121,3 +121,16 @@ def ratio(value) -> str:
     if number is None:
         return "–"
     return f"{sig(number, 3)}×"
+
+
+def share(fraction) -> str:
+    """A spread as a share of its median, two significant digits: 0.034 -> '3.4 %'."""
+    value = _finite(fraction)
+    return "–" if value is None else f"{sig(100 * value, 2)} %"
+
+
+def ratio_interval(value, low, high) -> str:
+    """A ratio and its confidence interval: '1.37× [1.35–1.39]'."""
+    if _finite(low) is None or _finite(high) is None:
+        return ratio(value)
+    return f"{ratio(value)} [{sig(low, 3)}–{sig(high, 3)}]"
