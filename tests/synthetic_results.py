@@ -49,6 +49,7 @@ def named_inputs(root: Path) -> tuple[dict, dict]:
         ],
         "throughput": results / "throughput.csv",
         "bench_processes": results / "bench_processes.json",
+        "machine": results / "machine.json",
         "agreement": results / "agreement.csv",
         "accuracy": results / "accuracy.csv",
         "disagreements": results / "disagreements.csv",
@@ -357,6 +358,7 @@ def write_synthetic_results(
         )
         os.utime(path, (BENCH_START + start + seconds, BENCH_START + start + seconds))
     _write_bench_processes(results, backends)
+    _write_machine(results)
     return config_path
 
 
@@ -399,6 +401,35 @@ def _write_bench_processes(results: Path, backends: list[str]) -> None:
         "per_process": per_process,
     }
     (results / "bench_processes.json").write_text(json.dumps(summary, indent=1))
+
+
+# machine.json (cnnbench.bench.machine): 32 KiB L1, 1 MiB L2, 32 MiB L3; triad bandwidth falling
+# from 140 GB/s in L1 to 16 GB/s in memory; BLAS peak 96 GFLOP/s, numba 30
+MACHINE_CACHES = [
+    {"level": 1, "type": "Data", "bytes": 32 * 1024},
+    {"level": 2, "type": "Unified", "bytes": 1024**2},
+    {"level": 3, "type": "Unified", "bytes": 32 * 1024**2},
+]
+MACHINE_BANDWIDTH = [
+    (16 * 1024 * 2**k, gbps)
+    for k, gbps in enumerate([140, 130, 90, 89, 91, 90, 78, 79, 80, 72, 29, 21, 16, 15.9])
+]
+
+
+def _write_machine(results: Path) -> None:
+    bandwidth = [{"bytes": size, "gb_per_s": gbps} for size, gbps in MACHINE_BANDWIDTH]
+    machine = {
+        "threads": 1,
+        "matmul": {"size": 1024, "gflops": 96.0},
+        "numba_dot": {"width": 1024, "gflops": 30.0},
+        "peak_gflops": 96.0,
+        "caches": MACHINE_CACHES,
+        "bandwidth": bandwidth,
+        "roofs": {"L1": 140.0, "L2": 91.0, "L3": 80.0, "memory": 16.0},
+        "load_average": [[0.4, 0.5, 0.6], [0.5, 0.5, 0.6]],
+        "environment": {"cpu_model": "Synthetic CPU @ 3.00GHz", "threads": 1},
+    }
+    (results / "machine.json").write_text(json.dumps(machine, indent=1))
 
 
 def _write_training_numpy(results: Path, metrics: pd.DataFrame, rng) -> None:

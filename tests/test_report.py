@@ -235,6 +235,31 @@ def test_median_ratio_interval_covers_the_true_ratio():
     assert median_ratio(own, peer) == median_ratio(own.copy(), peer.copy())
 
 
+def test_machine_limits(full_report, tmp_path):
+    """Peaks and each cache level's roof as machine.json gives them; the ridge point is the
+    highest peak over the bandwidth. Without machine.json the part is left out, silently."""
+    root, page = full_report
+    machine = json.loads((root / "results" / "machine.json").read_text())
+    timing = _section(page, "timing")
+    peaks = re.search(r'id="peaks-table".*?</table>', timing, re.S).group(0)
+    assert f"{fmt.sig(machine['matmul']['gflops'])} GFLOP/s" in peaks
+    assert f"{fmt.sig(machine['numba_dot']['gflops'])} GFLOP/s" in peaks
+    roofs = re.search(r'id="roofs-table".*?</table>', timing, re.S).group(0)
+    rows = re.findall(r'<tr data-level="(\w+)">(.*?)</tr>', roofs, re.S)
+    assert [level for level, _ in rows] == ["L1", "L2", "L3", "memory"]
+    for level, row in rows:
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        bandwidth = machine["roofs"][level]
+        assert cells[2] == f"{fmt.sig(bandwidth)} GB/s"
+        assert cells[3] == f"{fmt.sig(machine['peak_gflops'] / bandwidth)} FLOP/byte"
+    assert [c for _, row in rows[:3] for c in re.findall(r"KiB|MiB", row)] == ["KiB"] + ["MiB"] * 2
+    write_synthetic_results(tmp_path, backends=["torch"], images=10)
+    (tmp_path / "results" / "machine.json").unlink()
+    inputs, config = named_inputs(tmp_path)
+    results = load_results({k: v for k, v in inputs.items() if k != "machine"}, config)
+    assert 'id="roofs-table"' not in render(results) and not results.notes
+
+
 def test_variance_left_out_without_the_bench(tmp_path):
     write_synthetic_results(tmp_path, backends=["torch", "numpy_im2col"], images=30)
     (tmp_path / "results" / "bench_processes.json").unlink()

@@ -154,3 +154,23 @@ rule bench_processes:
         ENV
     shell:
         step("bench_processes")
+
+
+rule machine_limits:
+    output:
+        json="results/machine.json",
+    params:
+        job=job(),
+    log:
+        "results/logs/machine_limits.log",
+    benchmark:
+        "results/benchmarks/machine_limits.tsv"
+    # timed: it runs alone (one thread measuring the machine's single-thread limits)
+    threads: whole_machine(1)
+    resources:
+        mem_mb=1024,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        step("machine")

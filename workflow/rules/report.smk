@@ -9,6 +9,7 @@ rule report:
         inference=expand("results/inference/{backend}.{ext}", backend=BACKENDS, ext=("csv", "json")),
         throughput=rules.throughput.output[0],
         bench_processes=rules.bench_processes.output.json,
+        machine=rules.machine_limits.output.json,
         agreement=rules.agreement.output.agreement,
         accuracy=rules.agreement.output.accuracy,
         disagreements=rules.agreement.output.disagreements,

@@ -160,6 +160,25 @@ def throughput_curves(throughput: pd.DataFrame, order: list[str]) -> str:
     return to_data_uri(figure)
 
 
+@_themed
+def bandwidth_curve(bandwidth: list[dict], caches: dict[str, int]) -> str:
+    """Triad bandwidth against the arrays' total size (log-log), the cache sizes marked."""
+    figure, ax = _figure(7.5, 3.6)
+    sizes = [row["bytes"] for row in bandwidth]
+    ax.plot(sizes, [row["gb_per_s"] for row in bandwidth], marker="o", color="C0")
+    for level, size in caches.items():
+        ax.axvline(size, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f" {level}", (size, 1), xycoords=("data", "axes fraction"), va="top")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt.kibibytes(v)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.set_xlabel("size of the three arrays (log scale)")
+    ax.set_ylabel("GB/s (log scale)")
+    ax.set_title("Triad bandwidth, one thread")
+    return to_data_uri(figure)
+
+
 def _plain(function):
     return _themed(function, style="white")
 
