@@ -10,6 +10,7 @@ from snakemake.utils import min_version, validate
 # Rules and this file import the project's library from src/ (see workflow/rules/common.smk).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import cnnbench.common.config  # noqa: E402
+import cnnbench.network.architecture  # noqa: E402
 
 min_version("9.0")
 
@@ -27,7 +28,9 @@ cnnbench.common.config.prepare(config, cnnbench.common.config.load_schema(SCHEMA
 validate(config, SCHEMA)
 try:
     cnnbench.common.config.check(config)
-except cnnbench.common.config.ConfigError as error:
+    # A network that cannot be built (a layer with no output pixel, say) stops here, before any job.
+    ARCHITECTURE = cnnbench.network.architecture.from_config(config)
+except (cnnbench.common.config.ConfigError, cnnbench.network.architecture.ArchitectureError) as error:
     raise WorkflowError(f"Error validating config file: {error}") from None
 
 

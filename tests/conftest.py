@@ -17,7 +17,8 @@ from mnist_source import MnistMissing, locate_mnist
 
 from cnnbench.common.job import run_job
 from cnnbench.data import load_split
-from cnnbench.network.torch_model import SimpleCNN
+from cnnbench.network.architecture import SEED
+from cnnbench.network.torch_model import Net
 from cnnbench.network.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +40,7 @@ def mnist_mirror(mnist_dir: Path) -> str:
 
 def _torch_init_arrays() -> dict[str, np.ndarray]:
     torch.manual_seed(0)
-    return {
-        name: tensor.detach().numpy().copy() for name, tensor in SimpleCNN().state_dict().items()
-    }
+    return {name: tensor.detach().numpy().copy() for name, tensor in Net(SEED).state_dict().items()}
 
 
 @pytest.fixture
@@ -55,8 +54,9 @@ def weights_path(tmp_path_factory) -> Path:
     """A weights.npz holding ``init_arrays``'s weights, shared by the whole session (read-only),
     with a manifest.json beside it recording its sha256, as the export step writes them."""
     path = tmp_path_factory.mktemp("weights") / "weights.npz"
-    sha256 = save_weights(path, _torch_init_arrays())
-    manifest_of(path).write_text(json.dumps({"sha256": sha256}))
+    sha256 = save_weights(path, _torch_init_arrays(), SEED)
+    record = {"sha256": sha256, "architecture": SEED.to_dict()}
+    manifest_of(path).write_text(json.dumps(record))
     return path
 
 
@@ -68,10 +68,10 @@ def manifest_of(weights: Path) -> Path:
 def mnist_splits(mnist_dir: Path, test_images: int):
     """The training split and the first ``test_images`` of the test split, as load_split gives."""
     train_split = load_split(
-        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz"
+        mnist_dir / "train-images-idx3-ubyte.gz", mnist_dir / "train-labels-idx1-ubyte.gz", SEED
     )
     images, labels = load_split(
-        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz", SEED
     )
     return train_split, (images[:test_images], labels[:test_images])
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import SEED
 from cnnbench.steps.agreement import AGREEMENT_COLUMNS, DISAGREEMENT_COLUMNS
 
 ALL_BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
@@ -169,7 +169,7 @@ def write_synthetic_results(
     manifest = {
         "parameters": {
             name: {"shape": list(shape), "dtype": "float32"}
-            for name, shape in PARAMETER_SHAPES.items()
+            for name, shape in SEED.parameter_shapes.items()
         },
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "train_config": {

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import run_step
 
-from cnnbench.common.tables import LOGIT_COLUMNS, read_predictions, write_predictions
+from cnnbench.common.tables import logit_columns, read_predictions, write_predictions
 from cnnbench.steps import agreement
 
 IMAGES = 8
@@ -23,7 +23,7 @@ def write_table(path: Path, logits: np.ndarray, labels: np.ndarray, start: int =
             "label": labels,
             "pred": logits.argmax(axis=1),
             "latency_s": 0.001,
-            **{column: logits[:, k] for k, column in enumerate(LOGIT_COLUMNS)},
+            **{column: logits[:, k] for k, column in enumerate(logit_columns(logits.shape[1]))},
         }
     )
     write_predictions(table, path)

@@ -19,6 +19,7 @@ from conftest import run_step
 
 from cnnbench import data
 from cnnbench.common.errors import UserError
+from cnnbench.network.architecture import SEED
 from cnnbench.steps import download as download_step
 
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
@@ -39,7 +40,7 @@ def write_idx(path, magic, shape, payload, compress=False):
 
 def test_read_idx_real_test_set(mnist_dir):
     images, labels = data.load_split(
-        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / TEST_LABELS
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / TEST_LABELS, SEED
     )
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and labels.dtype == np.uint8
@@ -83,21 +84,21 @@ def test_load_split_rejects_count_mismatch_and_swapped_files(tmp_path):
     images = write_idx(tmp_path / "i", data.IMAGES_MAGIC, (3, 2, 2), bytes(12))
     labels = write_idx(tmp_path / "l", data.LABELS_MAGIC, (2,), bytes(2))
     with pytest.raises(data.DataError, match=r"3 images but .* 2 labels"):
-        data.load_split(images, labels)
+        data.load_split(images, labels, SEED)
     with pytest.raises(data.DataError, match="holds labels"):
-        data.load_split(labels, labels)
+        data.load_split(labels, labels, SEED)
 
 
 def test_load_split_rejects_labels_outside_the_classes(tmp_path):
     images = write_idx(tmp_path / "images.idx", data.IMAGES_MAGIC, (3, 28, 28), bytes(3 * 784))
     labels = write_idx(tmp_path / "labels.idx", data.LABELS_MAGIC, (3,), bytes([9, 200, 10]))
     with pytest.raises(data.DataError) as caught:
-        data.load_split(images, labels)
+        data.load_split(images, labels, SEED)
     message = str(caught.value)
     assert message.startswith(f"{labels}: label 200 at index 1 (2 labels in all) is outside 0..9")
     assert "\n" not in message and isinstance(caught.value, UserError)
     good = write_idx(tmp_path / "good.idx", data.LABELS_MAGIC, (3,), bytes([0, 9, 5]))
-    assert data.load_split(images, good)[1].tolist() == [0, 9, 5]
+    assert data.load_split(images, good, SEED)[1].tolist() == [0, 9, 5]
 
 
 def test_load_split_rejects_images_of_another_size(tmp_path):
@@ -106,7 +107,7 @@ def test_load_split_rejects_images_of_another_size(tmp_path):
     with pytest.raises(
         data.DataError, match=r"small\.idx: images are 14x14 pixels, the network takes 28x28"
     ):
-        data.load_split(images, labels)
+        data.load_split(images, labels, SEED)
 
 
 def test_to_model_input_scales_like_training():

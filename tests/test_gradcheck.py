@@ -10,7 +10,7 @@ import pytest
 from conftest import manifest_of, run_step
 
 from cnnbench.common import numerics
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import SEED
 from cnnbench.ops import VARIANTS, Network, linear_backward
 from cnnbench.steps import gradcheck
 
@@ -40,7 +40,7 @@ def test_all_rows_pass(weights_path, mnist_dir, tmp_path, capsys):
     assert tuple(reader.fieldnames) == gradcheck.COLUMNS
     assert len(rows) == 11 * 2 * 3  # tensors (10 parameters + input) x implementations x refs
     assert {(r["tensor"], r["implementation"], r["reference"]) for r in rows} == {
-        (t, i, r) for t in gradcheck.TENSORS for i in VARIANTS for r in gradcheck.REFERENCES
+        (t, i, r) for t in gradcheck.tensors(SEED) for i in VARIANTS for r in gradcheck.REFERENCES
     }
     assert all(r["passed"] == "True" for r in rows)
     for row in rows:
@@ -74,12 +74,12 @@ def test_finite_differences_refuse_coordinates_that_cross_a_kink():
     rng = np.random.default_rng(0)
     arrays = {
         name: (rng.standard_normal(shape) * 0.05).astype(np.float32)
-        for name, shape in PARAMETER_SHAPES.items()
+        for name, shape in SEED.parameter_shapes.items()
     }
     # a blank image and zero conv1 biases put every conv1 unit exactly on its kink (z = 0):
     # moving a conv1 weight changes nothing (its inputs are 0), moving a bias flips 196 units
     arrays["conv1.bias"][:] = 0
-    network = Network(arrays, "im2col", np.float64)
+    network = Network(arrays, SEED, "im2col", np.float64)
     with pytest.raises(RuntimeError, match=r"conv1.bias: only 0 of its 32 coordinates keep every"):
         gradcheck.finite_difference_samples(
             network,
@@ -96,21 +96,23 @@ def test_float32_tolerance_follows_float32_rounding(init_arrays, mnist_dir):
     float32 gradient (torch's too) is off by more than 1e-4 of the tensor's scale; the float32
     tolerance then becomes 3x torch float32's own error against float64, and NumPy still passes."""
     images, labels = gradcheck.load_split(
-        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz"
+        mnist_dir / "t10k-images-idx3-ubyte.gz", mnist_dir / "t10k-labels-idx1-ubyte.gz", SEED
     )
     confident = dict(init_arrays)
     # large logits, and labels the network agrees with: softmax of the label class is ~1 - 1e-6
     confident["fc2.weight"] = init_arrays["fc2.weight"] * np.float32(30000)
     x = gradcheck.to_model_input(images[:4])
-    labels = Network(confident, "im2col", np.float64).logits(x.astype(np.float64)).argmax(axis=1)
-    rows, _ = gradcheck.check_gradients(confident, images[:4], labels, samples=2, seed=0)
+    labels = (
+        Network(confident, SEED, "im2col", np.float64).logits(x.astype(np.float64)).argmax(axis=1)
+    )
+    rows, _ = gradcheck.check_gradients(confident, SEED, images[:4], labels, samples=2, seed=0)
     float32_rows = [row for row in rows if row["reference"] == "torch_float32"]
     assert max(row["tolerance"] for row in float32_rows) > 1e-4  # rounding dominates somewhere
     x = gradcheck.to_model_input(images[:4])
     torch64 = gradcheck.torch_gradients(
-        confident, x.astype(np.float64), labels[:4], gradcheck.torch.float64
+        confident, SEED, x.astype(np.float64), labels[:4], gradcheck.torch.float64
     )
-    torch32 = gradcheck.torch_gradients(confident, x, labels[:4], gradcheck.torch.float32)
+    torch32 = gradcheck.torch_gradients(confident, SEED, x, labels[:4], gradcheck.torch.float32)
     for row in float32_rows:
         rounding = numerics.max_norm_relative_error(torch32[row["tensor"]], torch64[row["tensor"]])
         assert row["tolerance"] == max(1e-4, 3 * rounding)

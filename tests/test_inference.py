@@ -15,6 +15,7 @@ from cnnbench import backends
 from cnnbench.bench import __main__ as bench
 from cnnbench.common import tables
 from cnnbench.data import load_split, to_model_input
+from cnnbench.network.architecture import SEED
 from cnnbench.steps import gather, infer, throughput
 
 IMAGES = 12
@@ -72,7 +73,7 @@ def test_gathered_shards_equal_unsharded_run(backend, weights_path, test_data, t
     gathered = tmp_path / f"{backend}.csv"
     run_gather(list(reversed(shards)), gathered)  # the order of the inputs does not matter
     whole_table, gathered_table = pd.read_csv(whole), pd.read_csv(gathered)
-    assert list(gathered_table.columns) == tables.PREDICTION_COLUMNS
+    assert list(gathered_table.columns) == tables.prediction_columns(SEED.classes)
     pd.testing.assert_frame_equal(
         gathered_table.drop(columns="latency_s"), whole_table.drop(columns="latency_s")
     )
@@ -84,13 +85,13 @@ def test_gathered_shards_equal_unsharded_run(backend, weights_path, test_data, t
     assert without_latency(gathered) == without_latency(whole)
     assert (gathered_table["latency_s"] > 0).all()
 
-    images, labels = load_split(test_data["test_images"], test_data["test_labels"])
+    images, labels = load_split(test_data["test_images"], test_data["test_labels"], SEED)
     x = to_model_input(images[:IMAGES])
     expected = np.concatenate(
-        [backends.load(backend, weights_path).predict(x[i : i + 1]) for i in range(IMAGES)]
+        [backends.load(backend, weights_path, SEED).predict(x[i : i + 1]) for i in range(IMAGES)]
     )
     table = tables.read_predictions(gathered)
-    np.testing.assert_array_equal(table[tables.LOGIT_COLUMNS].to_numpy(), expected)
+    np.testing.assert_array_equal(table[tables.logit_columns(SEED.classes)].to_numpy(), expected)
     np.testing.assert_array_equal(table["index"], np.arange(IMAGES))
     np.testing.assert_array_equal(table["label"], labels[:IMAGES])
     np.testing.assert_array_equal(table["pred"], expected.argmax(axis=1))
@@ -141,9 +142,9 @@ def test_run_rejects_bad_range(
 
 
 def test_throughput_table(weights_path, test_data):
-    images, _ = load_split(test_data["test_images"], test_data["test_labels"])
+    images, _ = load_split(test_data["test_images"], test_data["test_labels"], SEED)
     x = to_model_input(images[:16])
-    table = throughput.measure(["numpy_im2col", "numpy_loops"], weights_path, x, [1, 8], 2, 2)
+    table = throughput.measure(["numpy_im2col", "numpy_loops"], weights_path, SEED, x, [1, 8], 2, 2)
     assert list(table.columns) == throughput.COLUMNS
     rows = table.set_index(["backend", "batch_size"])
     # the loop backend's batch 8 is capped at its 2-image sample

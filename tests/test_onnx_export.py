@@ -12,6 +12,7 @@ import torch
 
 from cnnbench import backends
 from cnnbench.backends.onnxruntime_peer import OnnxRuntimeBackend
+from cnnbench.network.architecture import SEED
 from cnnbench.network.onnx_export import (
     IR_VERSION,
     OPSET,
@@ -26,7 +27,7 @@ from cnnbench.network.weights import WeightsError, load_weights
 
 def test_exported_file_is_valid_and_is_what_the_backend_runs(tmp_path, weights_path):
     path = tmp_path / "model.onnx"
-    sha256 = save_onnx(path, load_weights(weights_path))
+    sha256 = save_onnx(path, load_weights(weights_path, SEED), SEED)
     data = path.read_bytes()
     assert sha256 == hashlib.sha256(data).hexdigest()
     onnx.checker.check_model(str(path), full_check=True)
@@ -40,28 +41,30 @@ def test_exported_file_is_valid_and_is_what_the_backend_runs(tmp_path, weights_p
         "Relu",
         "Gemm",
     ]
-    assert backends.load("onnxruntime", weights_path).model_bytes == data
+    assert backends.load("onnxruntime", weights_path, SEED).model_bytes == data
 
 
 def test_bytes_deterministic_and_follow_the_weights(init_arrays):
-    first = onnx_bytes(init_arrays)
-    assert onnx_bytes({k: v.copy() for k, v in init_arrays.items()}) == first
+    first = onnx_bytes(init_arrays, SEED)
+    assert onnx_bytes({k: v.copy() for k, v in init_arrays.items()}, SEED) == first
     changed = {**init_arrays, "fc2.bias": init_arrays["fc2.bias"] + np.float32(1)}
-    assert onnx_bytes(changed) != first
+    assert onnx_bytes(changed, SEED) != first
 
 
 def test_float64_reference_agreement(init_arrays):
     """ONNX Runtime's logits on random images equal PyTorch float64's to float32 rounding."""
     x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
-    peer = OnnxRuntimeBackend(init_arrays)
+    peer = OnnxRuntimeBackend(init_arrays, SEED)
     with torch.inference_mode():
-        reference = model_from_weights(init_arrays, torch.float64)(torch.from_numpy(x).double())
+        reference = model_from_weights(init_arrays, SEED, torch.float64)(
+            torch.from_numpy(x).double()
+        )
     np.testing.assert_allclose(peer.predict(x), reference.numpy(), rtol=0, atol=2e-5)
 
 
 def test_bad_weights_rejected(init_arrays):
     with pytest.raises(WeightsError, match=r"fc1\.weight has shape \(250, 100\)"):
-        onnx_model({**init_arrays, "fc1.weight": init_arrays["fc1.weight"][:, :100]})
+        onnx_model({**init_arrays, "fc1.weight": init_arrays["fc1.weight"][:, :100]}, SEED)
 
 
 def test_onnxruntime_is_the_only_peer():
@@ -70,7 +73,7 @@ def test_onnxruntime_is_the_only_peer():
 
 
 def test_manifest_entry(tmp_path, init_arrays):
-    entry = export_onnx(tmp_path / "model.onnx", init_arrays)
+    entry = export_onnx(tmp_path / "model.onnx", init_arrays, SEED)
     data = (tmp_path / "model.onnx").read_bytes()
     assert entry["file"] == "model.onnx"
     assert entry["sha256"] == hashlib.sha256(data).hexdigest()

@@ -196,7 +196,12 @@ def test_softmax_and_cross_entropy_match_torch(n, classes, scale, seed):
     )
     loss = torch.nn.functional.cross_entropy(z, torch.from_numpy(labels))
     loss.backward()
-    assert abs(cross_entropy(logits, labels) - loss.item()) <= TORCH_TOLERANCE * abs(loss.item())
+    # The loss is a difference of logits (z_label - logsumexp z): rounding at the logits' scale
+    # bounds its absolute error, which dominates when the loss is tiny (confident and right).
+    rounding = 4 * np.finfo(np.float64).eps * np.abs(logits).max()
+    assert abs(cross_entropy(logits, labels) - loss.item()) <= (
+        TORCH_TOLERANCE * abs(loss.item()) + rounding
+    )
     assert (
         max_norm_relative_error(cross_entropy_backward(logits, labels), z.grad.numpy())
         <= TORCH_TOLERANCE

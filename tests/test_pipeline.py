@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cnnbench.backends import SLOW
+from cnnbench.network.architecture import SEED
 from cnnbench.network.weights import load_weights, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,9 +155,9 @@ def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path
     shutil.copytree(workdir, copy, symlinks=True)  # results and .snakemake, mtimes kept
     weights = copy / "results/model/weights.npz"
     exported = json.loads((copy / "results/model/manifest.json").read_text())["sha256"]
-    arrays = load_weights(weights)
+    arrays = load_weights(weights, SEED)
     arrays["fc2.bias"] += np.float32(0.5)
-    save_weights(weights, arrays)
+    save_weights(weights, arrays, SEED)
     result = run_snakemake(copy, overlay, "--cores", "1", "results/gradcheck.csv", timeout=300)
     assert result.returncode != 0
     log = (copy / "results/logs/gradcheck.log").read_text().strip().splitlines()

@@ -10,7 +10,7 @@ from conftest import mnist_splits, run_step
 from cnnbench import backends
 from cnnbench.common.errors import UserError
 from cnnbench.common.runtime import set_threads
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import SEED
 from cnnbench.network.onnx_export import export_onnx
 from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import export, train
@@ -26,11 +26,11 @@ def splits(mnist_dir):
 
 def test_training_is_deterministic_and_learns(splits):
     set_threads(1)
-    first, history = train.train(SMALL, *splits)
-    second, _ = train.train(SMALL, *splits)
+    first, history = train.train(SMALL, SEED, *splits)
+    second, _ = train.train(SMALL, SEED, *splits)
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name]), name
-    different, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "seed": 4}), *splits)
+    different, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "seed": 4}), SEED, *splits)
     assert not torch.equal(first.state_dict()["fc2.weight"], different.state_dict()["fc2.weight"])
     (row,) = history
     assert row["epoch"] == 1 and set(row) == set(train.METRIC_COLUMNS)
@@ -41,12 +41,14 @@ def test_training_is_deterministic_and_learns(splits):
 def test_training_starts_from_the_saved_initial_weights_and_keeps_the_shared_order(splits):
     set_threads(1)
     # lr 0: Adam moves nothing, so the trained weights are the start.
-    frozen, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "lr": 0.0}), *splits)
-    initial = training.initial_weights(SMALL.seed)
-    assert list(initial) == list(PARAMETER_SHAPES)
+    frozen, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "lr": 0.0}), SEED, *splits)
+    initial = training.initial_weights(SMALL.seed, SEED)
+    assert list(initial) == list(SEED.parameter_shapes)
     for name, tensor in frozen.state_dict().items():
         np.testing.assert_array_equal(tensor.numpy(), initial[name], err_msg=name)
-    assert not np.array_equal(initial["fc1.weight"], training.initial_weights(4)["fc1.weight"])
+    assert not np.array_equal(
+        initial["fc1.weight"], training.initial_weights(4, SEED)["fc1.weight"]
+    )
     # One seeded permutation per epoch, the same on every call; epochs differ.
     first, second = training.epoch_orders(1000, 2, seed=3)
     np.testing.assert_array_equal(np.sort(first), np.arange(1000))
@@ -60,7 +62,7 @@ def test_training_starts_from_the_saved_initial_weights_and_keeps_the_shared_ord
 
 def test_training_limit_beyond_dataset_is_an_error(splits):
     with pytest.raises(UserError, match=r"train\.limit 70000 exceeds the 60000 training images"):
-        train.train(train.TrainSettings(1, 64, 0.001, 0, "cpu", 70000), *splits)
+        train.train(train.TrainSettings(1, 64, 0.001, 0, "cpu", 70000), SEED, *splits)
 
 
 def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
@@ -87,7 +89,7 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
             train,
             input=data,
             output={**model_files, "init": out / "init.npz"},
-            settings=train_config,
+            settings={"train": train_config, "architecture": SEED.to_dict()},
         )
         run_step(
             export,
@@ -97,13 +99,18 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
                 "onnx": out / "model.onnx",
                 "manifest": out / "manifest.json",
             },
-            settings={"train": train_config, "dataset_name": "MNIST"},
+            settings={
+                "train": train_config,
+                "dataset_name": "MNIST",
+                "architecture": SEED.to_dict(),
+            },
         )
         digests.append(hashlib.sha256((out / "weights.npz").read_bytes()).hexdigest())
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["sha256"] == digests[-1]
+        assert manifest["architecture"] == SEED.to_dict()
         assert manifest["parameters"] == {
-            k: {"shape": list(v), "dtype": "float32"} for k, v in PARAMETER_SHAPES.items()
+            k: {"shape": list(v), "dtype": "float32"} for k, v in SEED.parameter_shapes.items()
         }
         assert manifest["train_config"] == train_config
         assert (
@@ -115,16 +122,16 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
         assert manifest["onnx"]["sha256"] == hashlib.sha256(onnx_bytes).hexdigest()
         assert manifest["onnx"]["opset"] == 17
         # the file is the one the onnxruntime backend builds from the npz
-        assert backends.load("onnxruntime", out / "weights.npz").model_bytes == onnx_bytes
+        assert backends.load("onnxruntime", out / "weights.npz", SEED).model_bytes == onnx_bytes
         with open(out / "metrics.csv") as stream:
             (row,) = list(csv.DictReader(stream))
         assert manifest["final_metrics"]["test_accuracy"] == float(row["test_accuracy"])
         # The npz holds exactly the checkpoint's tensors.
         state = torch.load(out / "ck.pt", weights_only=True)
-        for name, array in load_weights(out / "weights.npz").items():
+        for name, array in load_weights(out / "weights.npz", SEED).items():
             np.testing.assert_array_equal(array, state[name].numpy())
-        initial = training.initial_weights(0)
-        for name, array in load_weights(out / "init.npz").items():
+        initial = training.initial_weights(0, SEED)
+        for name, array in load_weights(out / "init.npz", SEED).items():
             np.testing.assert_array_equal(array, initial[name])
     assert digests[0] == digests[1]
     assert (tmp_path / "a" / "model.onnx").read_bytes() == (
@@ -138,18 +145,18 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
 def test_export_round_trip_check_catches_a_different_npz(tmp_path, splits, init_arrays):
     trained = init_arrays
     save_weights(
-        tmp_path / "w.npz", {**trained, "fc2.bias": trained["fc2.bias"] + np.float32(1e-3)}
+        tmp_path / "w.npz", {**trained, "fc2.bias": trained["fc2.bias"] + np.float32(1e-3)}, SEED
     )
     with pytest.raises(RuntimeError, match="logits differ from the trained model's by up to"):
-        export.check_round_trip(trained, tmp_path / "w.npz", splits[1][0][:10])
-    save_weights(tmp_path / "same.npz", trained)
-    export.check_round_trip(trained, tmp_path / "same.npz", splits[1][0][:10])
+        export.check_round_trip(trained, SEED, tmp_path / "w.npz", splits[1][0][:10])
+    save_weights(tmp_path / "same.npz", trained, SEED)
+    export.check_round_trip(trained, SEED, tmp_path / "same.npz", splits[1][0][:10])
 
 
 def test_export_onnx_check_catches_a_different_model(tmp_path, splits, init_arrays):
     changed = {**init_arrays, "fc2.bias": init_arrays["fc2.bias"] + np.float32(1e-3)}
-    export_onnx(tmp_path / "changed.onnx", changed)
+    export_onnx(tmp_path / "changed.onnx", changed, SEED)
     with pytest.raises(RuntimeError, match="ONNX Runtime's logits differ from torch's by"):
-        export.check_onnx(init_arrays, tmp_path / "changed.onnx", splits[1][0][:10])
-    export_onnx(tmp_path / "same.onnx", init_arrays)
-    assert export.check_onnx(init_arrays, tmp_path / "same.onnx", splits[1][0][:10]) < 1e-5
+        export.check_onnx(init_arrays, SEED, tmp_path / "changed.onnx", splits[1][0][:10])
+    export_onnx(tmp_path / "same.onnx", init_arrays, SEED)
+    assert export.check_onnx(init_arrays, SEED, tmp_path / "same.onnx", splits[1][0][:10]) < 1e-5

@@ -11,7 +11,7 @@ import pytest
 from conftest import mnist_splits, run_step
 
 from cnnbench.common.runtime import set_threads
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import SEED
 from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import train as torch_trainer
 from cnnbench.training import numpy_trainer as train_numpy
@@ -38,8 +38,8 @@ def assert_in_step(rows: list[dict], steps: int) -> None:
 
 def test_im2col_training_follows_torch_for_200_steps_in_float64(splits):
     set_threads(1)
-    initial = train.initial_weights(CHECK.seed)
-    rows = train_numpy.side_by_side(CHECK, splits[0], initial, np.float64, steps=200)
+    initial = train.initial_weights(CHECK.seed, SEED)
+    rows = train_numpy.side_by_side(CHECK, splits[0], initial, SEED, np.float64, steps=200)
     assert_in_step(rows, 200)
     assert [row["epoch"] for row in rows[::25]] == list(range(1, 9))
     # It learns: the last epoch's losses are well below the first steps' (about log 10).
@@ -52,10 +52,10 @@ def test_im2col_training_follows_torch_for_200_steps_in_float64(splits):
 def test_loops_network_takes_the_same_steps(splits):
     set_threads(1)
     settings = train.TrainSettings(1, 4, 0.001, 0, "cpu", 8)
-    initial = train.initial_weights(0)
-    rows = train_numpy.side_by_side(settings, splits[0], initial, np.float64, 2, "loops")
+    initial = train.initial_weights(0, SEED)
+    rows = train_numpy.side_by_side(settings, splits[0], initial, SEED, np.float64, 2, "loops")
     assert_in_step(rows, 2)
-    im2col_rows = train_numpy.side_by_side(settings, splits[0], initial, np.float64, 2)
+    im2col_rows = train_numpy.side_by_side(settings, splits[0], initial, SEED, np.float64, 2)
     for loops_row, im2col_row in zip(rows, im2col_rows, strict=True):
         assert loops_row["loss_numpy"] == pytest.approx(im2col_row["loss_numpy"], rel=1e-12)
 
@@ -72,10 +72,10 @@ def test_batches_follow_the_torch_trainers_orders():
 def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits):
     set_threads(1)
     settings = train.TrainSettings(2, 32, 0.001, 0, "cpu", 512)
-    initial = train.initial_weights(0)
-    run = train_numpy.train_numpy(settings, splits[0], splits[1], initial, np.float32)
+    initial = train.initial_weights(0, SEED)
+    run = train_numpy.train_numpy(settings, splits[0], splits[1], initial, SEED, np.float32)
     weights, history, rows = run.weights, run.history, run.steps
-    assert list(weights) == list(PARAMETER_SHAPES)
+    assert list(weights) == list(SEED.parameter_shapes)
     assert all(value.dtype == np.float32 for value in weights.values())
     assert [tuple(row) for row in history] == [train.METRIC_COLUMNS] * 2
     assert [row["epoch"] for row in history] == [1, 2]
@@ -88,7 +88,7 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
     # measured about 1.5e-4 after step 1 and below 5e-4 after 32 steps.
     assert all(0 < row["max_relative_parameter_difference"] < 3e-3 for row in rows)
     assert all(row["loss_relative_difference"] < 1e-5 for row in rows)
-    torch_model, torch_history = torch_trainer.train(settings, splits[0], splits[1])
+    torch_model, torch_history = torch_trainer.train(settings, SEED, splits[0], splits[1])
     for name, tensor in torch_model.state_dict().items():
         np.testing.assert_array_equal(run.torch_weights[name], tensor.numpy(), err_msg=name)
     # The torch side is the torch trainer's own run (same start, same batches): same losses.
@@ -97,7 +97,7 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
         for row in rows[16 * epoch : 16 * (epoch + 1)]:
             loss_sum += row["loss_torch"] * 32
         assert loss_sum / 512 == torch_row["train_loss"]
-    for name, value in train.initial_weights(0).items():  # the start was not stepped in place
+    for name, value in train.initial_weights(0, SEED).items():  # the start was not stepped in place
         np.testing.assert_array_equal(initial[name], value)
     assert history[-1]["test_accuracy"] == pytest.approx(
         torch_history[-1]["test_accuracy"], abs=0.02
@@ -107,7 +107,7 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
 def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
     from cnnbench.steps import train_numpy as step
 
-    save_weights(tmp_path / "init.npz", train.initial_weights(0))
+    save_weights(tmp_path / "init.npz", train.initial_weights(0, SEED), SEED)
     files = {
         "train_images": "train-images-idx3-ubyte.gz",
         "train_labels": "train-labels-idx1-ubyte.gz",
@@ -130,6 +130,7 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
             "train": {**train_config, "limit": 256, "threads": 1},
             "train_numpy": {"dtype": "float32", "check_steps": 5},
             "dataset_name": "MNIST",
+            "architecture": SEED.to_dict(),
         },
     )
     with open(out["steps"]) as stream:
@@ -154,7 +155,7 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
     assert manifest["sha256"] == hashlib.sha256(out["weights"].read_bytes()).hexdigest()
     assert manifest["train_config"]["train_numpy"] == {"dtype": "float32", "check_steps": 5}
     assert manifest["final_metrics"]["test_accuracy"] == float(metrics["test_accuracy"])
-    assert list(load_weights(out["weights"])) == list(PARAMETER_SHAPES)
+    assert list(load_weights(out["weights"], SEED)) == list(SEED.parameter_shapes)
     summary = json.loads(out["summary"].read_text())
     assert summary["test_images"] == 10000
     # the PyTorch model and the NumPy network evaluate the same weights: at most a near-tie apart

@@ -12,6 +12,7 @@ import torch
 from test_data import write_idx
 
 from cnnbench import data
+from cnnbench.network.architecture import SEED
 
 TRAIN = {
     "epochs": 1,
@@ -58,7 +59,7 @@ def train_job(tmp_path, images, labels, **settings):
             "test_labels": labels,
         },
         "output": {"checkpoint": tmp_path / "c.pt", "metrics": tmp_path / "m.csv"},
-        "settings": TRAIN | settings,
+        "settings": {"train": TRAIN | settings, "architecture": SEED.to_dict()},
     }
 
 
@@ -98,7 +99,7 @@ def test_train_on_cuda_without_cuda(tmp_path, split):
 
 def test_train_settings_not_from_the_config(tmp_path, split):
     job = train_job(tmp_path, *split)
-    del job["settings"]["lr"]
+    del job["settings"]["train"]["lr"]
     line = run_step("train", job)
     assert line.startswith("train settings must be exactly threads, epochs, batch_size, lr, seed")
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import manifest_of
 
-from cnnbench.network.architecture import PARAMETER_SHAPES
-from cnnbench.network.torch_model import SimpleCNN, model_from_weights
+from cnnbench.network.architecture import SEED
+from cnnbench.network.torch_model import Net, model_from_weights
 from cnnbench.network.weights import (
     WeightsError,
     load_verified,
@@ -27,31 +27,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_state_dict_matches_architecture(init_arrays):
-    assert {name: a.shape for name, a in init_arrays.items()} == PARAMETER_SHAPES
+    assert {name: a.shape for name, a in init_arrays.items()} == SEED.parameter_shapes
 
 
 def test_npz_round_trip_is_exact_and_deterministic(tmp_path, init_arrays):
-    first = save_weights(tmp_path / "a.npz", init_arrays)
-    second = save_weights(tmp_path / "b.npz", init_arrays)
+    first = save_weights(tmp_path / "a.npz", init_arrays, SEED)
+    second = save_weights(tmp_path / "b.npz", init_arrays, SEED)
     assert first == second == hashlib.sha256((tmp_path / "a.npz").read_bytes()).hexdigest()
-    loaded = load_weights(tmp_path / "a.npz")
-    assert list(loaded) == list(PARAMETER_SHAPES)
+    loaded = load_weights(tmp_path / "a.npz", SEED)
+    assert list(loaded) == list(SEED.parameter_shapes)
     for name, array in init_arrays.items():
         assert loaded[name].dtype == np.float32
         np.testing.assert_array_equal(loaded[name], array)
     # Plain NumPy reads it too, without pickle.
     with np.load(tmp_path / "a.npz", allow_pickle=False) as archive:
-        assert sorted(archive.files) == sorted(PARAMETER_SHAPES)
+        assert sorted(archive.files) == sorted(SEED.parameter_shapes)
 
 
 def test_npz_into_fresh_model_reproduces_logits(tmp_path, init_arrays):
-    save_weights(tmp_path / "w.npz", init_arrays)
+    save_weights(tmp_path / "w.npz", init_arrays, SEED)
     x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    original = SimpleCNN()
+    original = Net(SEED)
     original.load_state_dict({k: torch.from_numpy(v) for k, v in init_arrays.items()})
     with torch.inference_mode():
         assert torch.equal(
-            original.eval()(x), model_from_weights(load_weights(tmp_path / "w.npz"))(x)
+            original.eval()(x), model_from_weights(load_weights(tmp_path / "w.npz", SEED), SEED)(x)
         )
 
 
@@ -59,34 +59,41 @@ def test_rejects_wrong_shape(tmp_path, init_arrays):
     init_arrays["fc1.weight"] = init_arrays["fc1.weight"][:, :100]
     np.savez(tmp_path / "w.npz", **init_arrays)
     with pytest.raises(
-        WeightsError, match=r"fc1.weight has shape \(250, 100\), expected \(250, 2048\)"
+        WeightsError,
+        match=r"fc1.weight has shape \(250, 100\), the architecture's is \(250, 2048\)$",
     ):
-        load_weights(tmp_path / "w.npz")
+        load_weights(tmp_path / "w.npz", SEED)
 
 
-def test_rejects_missing_and_extra_keys(tmp_path, init_arrays):
+def test_rejects_missing_and_extra_keys_naming_the_first(tmp_path, init_arrays):
+    extra = {**init_arrays, "conv4.weight": np.zeros(3, np.float32), "pool1.x": np.zeros(1)}
+    np.savez(tmp_path / "extra.npz", **extra)
+    with pytest.raises(
+        WeightsError,
+        match=r"extra\.npz: conv4\.weight is not a parameter of this architecture \(2 unexpected",
+    ):
+        load_weights(tmp_path / "extra.npz", SEED)
     init_arrays.pop("conv2.bias")
-    init_arrays["conv4.weight"] = np.zeros(3, np.float32)
     np.savez(tmp_path / "w.npz", **init_arrays)
     with pytest.raises(
-        WeightsError, match=r"missing \['conv2.bias'\], unexpected \['conv4.weight'\]"
+        WeightsError, match=r"w\.npz: no conv2\.bias \(64,\): the weights are not of this arch"
     ):
-        load_weights(tmp_path / "w.npz")
+        load_weights(tmp_path / "w.npz", SEED)
 
 
 def test_rejects_wrong_dtype(tmp_path, init_arrays):
     init_arrays["conv1.bias"] = init_arrays["conv1.bias"].astype(np.float64)
     np.savez(tmp_path / "w.npz", **init_arrays)
     with pytest.raises(WeightsError, match=r"conv1\.bias has dtype float64, expected float32"):
-        load_weights(tmp_path / "w.npz")
+        load_weights(tmp_path / "w.npz", SEED)
 
 
 def test_rejects_truncated_file(tmp_path, init_arrays):
-    save_weights(tmp_path / "w.npz", init_arrays)
+    save_weights(tmp_path / "w.npz", init_arrays, SEED)
     data = (tmp_path / "w.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match=r"cut\.npz"):
-        load_weights(tmp_path / "cut.npz")
+        load_weights(tmp_path / "cut.npz", SEED)
 
 
 def test_rejects_pickle_bearing_file(tmp_path, init_arrays):
@@ -94,19 +101,19 @@ def test_rejects_pickle_bearing_file(tmp_path, init_arrays):
     arrays["conv1.bias"] = np.array([{"evil": 1}], dtype=object)
     np.savez(tmp_path / "w.npz", **arrays)
     with pytest.raises(WeightsError, match="pickled objects"):
-        load_weights(tmp_path / "w.npz")
+        load_weights(tmp_path / "w.npz", SEED)
 
 
 def test_rejects_missing_and_non_zip_files(tmp_path):
     with pytest.raises(WeightsError, match="no such weights file"):
-        load_weights(tmp_path / "absent.npz")
+        load_weights(tmp_path / "absent.npz", SEED)
     (tmp_path / "text.npz").write_text("not a zip")
     with pytest.raises(WeightsError, match=r"not a readable \.npz"):
-        load_weights(tmp_path / "text.npz")
+        load_weights(tmp_path / "text.npz", SEED)
 
 
 def test_saved_members_have_fixed_timestamps(tmp_path, init_arrays):
-    save_weights(tmp_path / "w.npz", init_arrays)
+    save_weights(tmp_path / "w.npz", init_arrays, SEED)
     with zipfile.ZipFile(tmp_path / "w.npz") as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
@@ -125,7 +132,7 @@ def exported(tmp_path, weights_path):
 
 
 def _replace_with_other_weights(weights, nan=False):
-    arrays = load_weights(weights)
+    arrays = load_weights(weights, SEED)
     arrays["fc2.bias"] = arrays["fc2.bias"] + np.float32(0.5)
     if nan:
         arrays["conv1.weight"][0, 0, 0, 0] = np.nan
@@ -133,14 +140,16 @@ def _replace_with_other_weights(weights, nan=False):
         np.savez(buffer, **arrays)  # save_weights refuses NaN; a user's copy need not
         weights.write_bytes(buffer.getvalue())
     else:
-        save_weights(weights, arrays)  # valid weights, just not the exported ones
+        save_weights(weights, arrays, SEED)  # valid weights, just not the exported ones
 
 
 def test_exported_weights_verify(exported):
     weights, manifest = exported
     sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert verify_exported(weights, manifest) == sha256
-    assert set(load_verified(weights, manifest)) == set(PARAMETER_SHAPES)
+    assert json.loads(manifest.read_text())["sha256"] == sha256
+    assert verify_exported(weights, manifest) == SEED
+    arrays, architecture = load_verified(weights, manifest)
+    assert set(arrays) == set(SEED.parameter_shapes) and architecture == SEED
 
 
 @pytest.mark.parametrize("nan", [False, True])
@@ -161,7 +170,11 @@ def test_replaced_weights_are_refused_in_one_line(exported, nan):
 def test_missing_or_foreign_manifest_is_refused(exported):
     weights, manifest = exported
     manifest.write_text('{"weights_file": "weights.npz"}')
-    with pytest.raises(WeightsError, match=r"manifest.json: not a weights manifest \(no sha256"):
+    with pytest.raises(WeightsError, match=r"manifest.json: not a weights manifest \('sha256'\)"):
+        verify_exported(weights, manifest)
+    record = {"sha256": "0" * 64, "architecture": {"model": {"layers": []}}}
+    manifest.write_text(json.dumps(record))
+    with pytest.raises(WeightsError, match=r"manifest.json: not a weights manifest \(not an arch"):
         verify_exported(weights, manifest)
     manifest.unlink()
     with pytest.raises(WeightsError, match=r"manifest.json: no such manifest; rebuild them"):

@@ -18,7 +18,7 @@ import numpy as np
 
 from cnnbench.common.errors import UserError
 from cnnbench.common.files import atomic_output
-from cnnbench.network.architecture import INPUT_SHAPE, NUM_CLASSES
+from cnnbench.network.architecture import Architecture
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -73,7 +73,9 @@ def _is_gzip(path: Path) -> bool:
         return stream.read(2) == b"\x1f\x8b"
 
 
-def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    images_path: str | Path, labels_path: str | Path, architecture: Architecture
+) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, rows, cols) and labels (N,) as uint8, checked against the network: as many
     labels as images, images of its input size, label values among its classes."""
     images = read_idx(images_path)
@@ -86,16 +88,19 @@ def load_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.nda
         raise DataError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
-    if images.shape[1:] != INPUT_SHAPE[1:]:
+    _, height, width = architecture.input_shape
+    if images.shape[1:] != (height, width):
         raise DataError(
             f"{images_path}: images are {images.shape[1]}x{images.shape[2]} pixels, the network "
-            f"takes {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} (check dataset.files in config.yaml)"
+            f"takes {height}x{width} (check dataset.image_size and dataset.files in config.yaml)"
         )
-    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    classes = architecture.classes
+    bad = np.flatnonzero(labels >= classes)
     if len(bad):
         raise DataError(
             f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} ({len(bad)} labels in all) "
-            f"is outside 0..{NUM_CLASSES - 1}, the network's classes (check dataset.files in config.yaml)"
+            f"is outside 0..{classes - 1}, the network's classes (check dataset.classes and "
+            "dataset.files in config.yaml)"
         )
     return images, labels
 

@@ -12,7 +12,7 @@ rule train:
             category="Training",
         ),
     params:
-        job=job(TRAIN),
+        job=job({"train": TRAIN, "architecture": ARCHITECTURE.to_dict()}),
     log:
         "results/logs/train.log",
     benchmark:
@@ -39,7 +39,13 @@ rule export_weights:
         onnx="results/model/model.onnx",  # the onnxruntime backend builds the same bytes in memory
         manifest=MANIFEST,
     params:
-        job=job({"train": TRAIN, "dataset_name": DATASET["name"]}),
+        job=job(
+            {
+                "train": TRAIN,
+                "dataset_name": DATASET["name"],
+                "architecture": ARCHITECTURE.to_dict(),
+            }
+        ),
     log:
         "results/logs/export_weights.log",
     benchmark:
@@ -75,7 +81,14 @@ rule train_numpy:
         manifest=MANIFEST_NUMPY,
         summary="results/training_numpy/summary.json",
     params:
-        job=job({"train": TRAIN, "train_numpy": TRAIN_NUMPY, "dataset_name": DATASET["name"]}),
+        job=job(
+            {
+                "train": TRAIN,
+                "train_numpy": TRAIN_NUMPY,
+                "dataset_name": DATASET["name"],
+                "architecture": ARCHITECTURE.to_dict(),
+            }
+        ),
     log:
         "results/logs/train_numpy.log",
     benchmark:

@@ -1,8 +1,9 @@
 """Every implementation of the network's forward pass behind one small interface.
 
-``load(name, weights_path)`` builds a backend from an exported ``weights.npz`` (validated by
-``cnnbench.network.weights.load_weights``); ``backend.predict(x)`` maps float32 ``(N, 1, 28, 28)`` images in
-[0, 1] to float32 logits ``(N, 10)``. Implementations are imported only when loaded, so the NumPy
+``load(name, weights_path, architecture)`` builds a backend from an exported ``weights.npz``
+(validated against the architecture by ``cnnbench.network.weights.load_weights``);
+``backend.predict(x)`` maps float32 ``(N, C, H, W)`` images in [0, 1] to float32 logits
+``(N, classes)``, the architecture's shapes. Implementations are imported only when loaded, so the NumPy
 backends never pay for importing torch or numba.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.network.architecture import INPUT_SHAPE
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.weights import load_weights
 
 
@@ -51,37 +52,39 @@ class Backend(abc.ABC):
     #: seconds spent compiling at load (numba); None where nothing is compiled
     compile_s: float | None = None
 
-    @abc.abstractmethod
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None: ...
+    def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
+        """Subclasses build their forward pass, then call this."""
+        self.architecture = architecture
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """float32 images ``(N, 1, 28, 28)`` -> float32 logits ``(N, 10)``, a fresh array."""
-        return self._forward(check_input(x))
+        """float32 images ``(N, C, H, W)`` -> float32 logits ``(N, classes)``, a fresh array."""
+        return self._forward(check_input(x, self.architecture))
 
     @abc.abstractmethod
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """Logits for a checked, C-contiguous float32 batch."""
 
 
-def check_input(x: np.ndarray) -> np.ndarray:
+def check_input(x: np.ndarray, architecture: Architecture) -> np.ndarray:
     """Return ``x`` C-contiguous, or raise ValueError naming the expected shape and dtype."""
     if not isinstance(x, np.ndarray):
         problem = type(x).__name__
     elif x.dtype != np.float32:
         problem = f"dtype {x.dtype}"
-    elif x.shape[1:] != INPUT_SHAPE or len(x) == 0:
+    elif x.shape[1:] != architecture.input_shape or len(x) == 0:
         problem = f"shape {x.shape}"
     else:
         return np.ascontiguousarray(x)
-    shape = ", ".join(map(str, INPUT_SHAPE))
+    shape = ", ".join(map(str, architecture.input_shape))
     raise ValueError(f"expected a float32 array of shape (N, {shape}) with N >= 1, got {problem}")
 
 
-def load(name: str, weights_path: str | Path) -> Backend:
-    """The backend ``name`` (one of NAMES) holding the weights in ``weights_path``."""
+def load(name: str, weights_path: str | Path, architecture: Architecture) -> Backend:
+    """The backend ``name`` (one of NAMES) holding the weights in ``weights_path``, which must
+    be of ``architecture``."""
     if name not in _IMPLEMENTATIONS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    arrays = load_weights(weights_path)
+    arrays = load_weights(weights_path, architecture)
     traits = _IMPLEMENTATIONS[name]
     module = importlib.import_module(f"{__name__}.{traits.module}")
-    return getattr(module, traits.cls)(arrays)
+    return getattr(module, traits.cls)(arrays, architecture)

@@ -38,15 +38,12 @@ import numba
 import numpy as np
 
 from cnnbench.backends import Backend
-from cnnbench.network.architecture import (
-    CONV_LAYERS,
-    CONV_PADDING,
-    CONV_STRIDE,
-    INPUT_SHAPE,
-    NUM_CLASSES,
-    conv_shapes,
-    fc1_hwc_columns,
-)
+from cnnbench.network.architecture import SEED, Architecture
+
+# Written for the seed network (stride and padding shared by its conv layers); the constructor
+# refuses any other architecture.
+CONV_STRIDE = SEED.feature_layers[0].stride
+CONV_PADDING = SEED.feature_layers[0].padding
 
 # reassociation (sums split over vector accumulators), contraction (fused multiply-add), no signed
 # zeros (so max(x, 0) needs no sign care); no assumptions about NaN or infinity
@@ -218,16 +215,19 @@ def _forward(
 class NumbaLoopsBackend(Backend):
     name = "numba_loops"
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
+        if architecture != SEED:
+            raise ValueError("numba_loops runs the seed network only")
+        super().__init__(arrays, architecture)
         parameters = []
         buffers = []  # each conv layer's zero-padded HWC input, then conv3's output, fc1's output
-        for layer in conv_shapes():
+        for layer in architecture.feature_layers:
             weight = arrays[f"{layer.name}.weight"]  # (C_out, C_in, KH, KW)
             out_c, in_c, kh, kw = weight.shape
             if out_c % 4:
                 raise ValueError(f"{layer.name}: {out_c} output channels, not a multiple of 4")
             hwc = weight.transpose(0, 2, 3, 1).reshape(out_c, kh, kw * in_c)
-            if layer.name == CONV_LAYERS[0]:  # see _conv_relu_narrow
+            if layer is architecture.feature_layers[0]:  # see _conv_relu_narrow
                 hwc = hwc.transpose(1, 2, 0)
             parameters += [
                 aligned_copy(hwc),
@@ -239,7 +239,7 @@ class NumbaLoopsBackend(Backend):
         channels, height, width = layer.out_shape
         buffers.append(aligned_zeros((height, width, channels)))
         parameters += [
-            aligned_copy(fc1_hwc_columns(arrays["fc1.weight"])),
+            aligned_copy(architecture.first_linear_hwc_columns(arrays["fc1.weight"])),
             aligned_copy(arrays["fc1.bias"]),
         ]
         parameters += [aligned_copy(arrays["fc2.weight"]), aligned_copy(arrays["fc2.bias"])]
@@ -253,7 +253,7 @@ class NumbaLoopsBackend(Backend):
         buffers.append(aligned_zeros((2, depth)))  # two conv windows
         self._arguments = (*parameters, *buffers)
         started = time.perf_counter()
-        example = self._images(np.zeros((1, *INPUT_SHAPE), dtype=np.float32))
+        example = self._images(np.zeros((1, *architecture.input_shape), dtype=np.float32))
         _forward.compile(
             tuple(numba.typeof(a) for a in (example, *self._arguments, self._logits(1)))
         )
@@ -263,9 +263,8 @@ class NumbaLoopsBackend(Backend):
     def _images(x: np.ndarray) -> np.ndarray:
         return x.reshape(len(x), *x.shape[2:])  # (N, H, W): one channel
 
-    @staticmethod
-    def _logits(n: int) -> np.ndarray:
-        return np.empty((n, NUM_CLASSES), dtype=np.float32)
+    def _logits(self, n: int) -> np.ndarray:
+        return np.empty((n, self.architecture.classes), dtype=np.float32)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         logits = self._logits(len(x))

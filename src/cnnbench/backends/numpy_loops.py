@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from cnnbench.backends import Backend
+from cnnbench.network.architecture import Architecture
 from cnnbench.ops import Network
 
 
 class NumpyLoopsBackend(Backend):
     name = "numpy_loops"
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.network = Network(arrays, variant="loops", dtype=np.float32)
+    def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
+        self.network = Network(arrays, architecture, variant="loops", dtype=np.float32)
+        super().__init__(arrays, architecture)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         return self.network.logits(x)

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime
 
 from cnnbench.backends import Backend
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.onnx_export import INPUT_NAME, OUTPUT_NAME, onnx_bytes
 
 
@@ -28,8 +29,9 @@ def session_options() -> onnxruntime.SessionOptions:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.model_bytes = onnx_bytes(arrays)
+    def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
+        super().__init__(arrays, architecture)
+        self.model_bytes = onnx_bytes(arrays, architecture)
         self.session = onnxruntime.InferenceSession(
             self.model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
         )

@@ -6,14 +6,16 @@ import numpy as np
 import torch
 
 from cnnbench.backends import Backend
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.torch_model import model_from_weights
 
 
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.model = model_from_weights(arrays)
+    def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
+        self.model = model_from_weights(arrays, architecture)
+        super().__init__(arrays, architecture)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

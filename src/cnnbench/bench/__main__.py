@@ -35,7 +35,6 @@ from cnnbench.common.files import write_json
 from cnnbench.common.runtime import load_average, set_threads
 from cnnbench.common.timing import timed_predictions
 from cnnbench.data import load_split, to_model_input
-from cnnbench.network.architecture import NUM_CLASSES, PARAMETER_SHAPES, conv_shapes
 from cnnbench.network.weights import verify_exported
 from cnnbench.ops import Im2colInference
 
@@ -81,7 +80,7 @@ def stage_times(
     network: Im2colInference, x: np.ndarray, rounds: int, clock=time.perf_counter
 ) -> dict[str, float]:
     """Median seconds per image of each stage of numpy_im2col's forward pass on batch ``x``."""
-    logits = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
+    logits = np.empty((len(x), network.architecture.classes), dtype=np.float32)
     samples = collections.defaultdict(list)
     for _ in range(rounds):
         totals: dict[str, float] = collections.defaultdict(float)
@@ -93,22 +92,6 @@ def stage_times(
         for stage, seconds in totals.items():
             samples[stage].append(seconds / len(x))
     return {stage: statistics.median(values) for stage, values in samples.items()}
-
-
-def flops_per_image() -> int:
-    """2 x the network's multiply-adds per image (biases and ReLU not counted)."""
-    conv = sum(
-        2
-        * layer.out_shape[1]
-        * layer.out_shape[2]
-        * int(np.prod(PARAMETER_SHAPES[f"{layer.name}.weight"]))
-        for layer in conv_shapes()
-    )
-    return conv + sum(
-        2 * int(np.prod(shape))
-        for name, shape in PARAMETER_SHAPES.items()
-        if name.endswith(".weight") and len(shape) == 2
-    )
 
 
 def blas_description() -> str:
@@ -129,7 +112,7 @@ def measure(args: argparse.Namespace, x: np.ndarray) -> dict:
     image}, "batches": {name: size}, "compile_s": {name: s}}, plus the load average around it."""
     load_before = load_average()
     clock = CLOCKS[args.clock]
-    loaded = {name: backends.load(name, args.weights) for name in args.backends}
+    loaded = {name: backends.load(name, args.weights, args.architecture) for name in args.backends}
     # slow backends (seconds per image) get a smaller sample
     sizes = {name: args.loop_images if name in backends.SLOW else args.images for name in loaded}
     batches = {
@@ -270,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         "--manifest",
         type=Path,
         help="the export's manifest.json the weights are checked against "
-        "(default: the one beside the weights, when present)",
+        "(default: manifest.json beside the weights); it names the weights' network",
     )
     parser.add_argument(
         "--test-images", type=Path, default=Path("results/data/t10k-images-idx3-ubyte.gz")
@@ -318,9 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     try:  # a fault in the user's files: one line, no traceback
         manifest = args.manifest or args.weights.with_name("manifest.json")
-        if args.manifest or manifest.is_file():
-            verify_exported(args.weights, manifest)
-        images, _ = load_split(args.test_images, args.test_labels)
+        # the manifest says which network the weights belong to
+        args.architecture = verify_exported(args.weights, manifest)
+        images, _ = load_split(args.test_images, args.test_labels, args.architecture)
     except UserError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     x = to_model_input(images[: max(args.images, args.batch_size)])
@@ -328,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         f"threads {args.threads}; clock {args.clock}; {blas_description()}; "
         f"load average {load_average()}"
     )
-    flops = flops_per_image()
+    flops = 2 * args.architecture.macs  # biases and ReLU not counted
     peak = matmul_gflops(clock=CLOCKS[args.clock])
     floor = flops / peak / 1e9
     result = measure(args, x)

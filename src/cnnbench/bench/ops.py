@@ -1,4 +1,4 @@
-"""Time the im2col convolution ops against torch on the network's three conv layers.
+"""Time the im2col convolution ops against torch on the seed network's conv layers.
 
     python -m cnnbench.bench.ops [--batch-size 128] [--repeats 20] [--threads 1]
 
@@ -19,21 +19,20 @@ import torch
 from cnnbench.common.numerics import max_norm_relative_error
 from cnnbench.common.runtime import set_threads
 from cnnbench.common.timing import median_seconds
-from cnnbench.network.architecture import (
-    CONV_LAYERS,
-    CONV_PADDING,
-    CONV_STRIDE,
-    INPUT_SHAPE,
-    PARAMETER_SHAPES,
-)
+from cnnbench.network.architecture import SEED, Layer
 from cnnbench.ops import conv2d_backward_im2col, conv2d_im2col
 
 
 def bench_layer(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray, repeats: int, rng: np.random.Generator
+    layer: Layer,
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    repeats: int,
+    rng: np.random.Generator,
 ) -> dict[str, float]:
     """Median seconds of NumPy and torch forward and backward for one conv layer."""
-    geometry = {"stride": CONV_STRIDE, "padding": CONV_PADDING}
+    geometry = {"stride": layer.stride, "padding": layer.padding}
     y = conv2d_im2col(x, w, b, **geometry)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
     x_t, w_t, b_t = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
@@ -94,19 +93,19 @@ def main(argv: list[str] | None = None) -> None:
         "ratio",
     )
     print("{:<6} {:<14} {:>10} {:>10} {:>6} {:>10} {:>10} {:>6}".format(*header))
-    x = rng.random((args.batch_size, *INPUT_SHAPE), dtype=np.float32)
+    x = rng.random((args.batch_size, *SEED.input_shape), dtype=np.float32)
     totals = dict.fromkeys(
         ("numpy_forward", "torch_forward", "numpy_backward", "torch_backward"), 0.0
     )
-    for layer in CONV_LAYERS:
-        shape = PARAMETER_SHAPES[f"{layer}.weight"]
+    for layer in SEED.feature_layers:
+        shape = layer.parameter_shapes[f"{layer.name}.weight"]
         w = (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
         b = (0.1 * rng.standard_normal(shape[0])).astype(np.float32)
-        times = bench_layer(x, w, b, args.repeats, rng)
+        times = bench_layer(layer, x, w, b, args.repeats, rng)
         for key, seconds in times.items():
             totals[key] += seconds
-        print(_row(layer, "x".join(map(str, x.shape[1:])), times))
-        x = np.maximum(conv2d_im2col(x, w, b, stride=CONV_STRIDE, padding=CONV_PADDING), 0)
+        print(_row(layer.name, "x".join(map(str, x.shape[1:])), times))
+        x = np.maximum(conv2d_im2col(x, w, b, stride=layer.stride, padding=layer.padding), 0)
     print(_row("total", "", totals))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnbench.common.runtime import set_threads
 from cnnbench.data import load_split
+from cnnbench.network.architecture import SEED
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 
@@ -47,10 +48,10 @@ def measure(
     data = train_numpy.prepare(images, labels, dtype)
     order = next(train.epoch_orders(len(images), 1, seed))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    initial = train.initial_weights(seed)
+    initial = train.initial_weights(seed, SEED)
     makers = {
-        "torch": lambda: train_numpy.TorchTrainer(initial, 1e-3, dtype),
-        "numpy": lambda: train_numpy.NumpyTrainer(initial, 1e-3, dtype),
+        "torch": lambda: train_numpy.TorchTrainer(initial, SEED, 1e-3, dtype),
+        "numpy": lambda: train_numpy.NumpyTrainer(initial, SEED, 1e-3, dtype),
     }
     for make in makers.values():  # warm up: first calls allocate, load kernels
         epoch_seconds(make(), data, batches[:2])
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
-    images, labels = load_split(*(args.mnist_dir / name for name in TRAIN_FILES))
+    images, labels = load_split(*(args.mnist_dir / name for name in TRAIN_FILES), SEED)
     if not 0 < args.images <= len(images):
         parser.error(f"--images must be in 1..{len(images)}")
     seconds = measure(

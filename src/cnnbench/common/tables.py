@@ -12,21 +12,36 @@ import numpy as np
 import pandas as pd
 
 from cnnbench.common.files import write_table
-from cnnbench.network.architecture import NUM_CLASSES
 
-LOGIT_COLUMNS = [f"logit_{k}" for k in range(NUM_CLASSES)]
-PREDICTION_COLUMNS = ["index", "label", "pred", "latency_s", *LOGIT_COLUMNS]
+KEY_COLUMNS = ["index", "label", "pred", "latency_s"]  # then logit_0 .. logit_{classes-1}
+
+
+def logit_columns(classes: int) -> list[str]:
+    return [f"logit_{k}" for k in range(classes)]
+
+
+def prediction_columns(classes: int) -> list[str]:
+    return [*KEY_COLUMNS, *logit_columns(classes)]
+
+
+def logit_columns_of(table: pd.DataFrame) -> list[str]:
+    """The logit columns of a predictions table (as many as the network has classes)."""
+    return [column for column in table.columns if column.startswith("logit_")]
+
+
+def _check_columns(columns: list[str], source: str) -> None:
+    expected = prediction_columns(len(columns) - len(KEY_COLUMNS))
+    if columns != expected or len(columns) < len(KEY_COLUMNS) + 2:
+        raise ValueError(f"{source}columns {columns}, expected {expected[:6]} ... (2+ logits)")
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """A predictions CSV, logits as float32 (exactly the values written), columns checked."""
-    table = pd.read_csv(path, dtype={column: np.float32 for column in LOGIT_COLUMNS})
-    if list(table.columns) != PREDICTION_COLUMNS:
-        raise ValueError(f"{path}: columns {list(table.columns)}, expected {PREDICTION_COLUMNS}")
-    return table
+    columns = list(pd.read_csv(path, nrows=0).columns)
+    _check_columns(columns, f"{path}: ")
+    return pd.read_csv(path, dtype={column: np.float32 for column in columns[len(KEY_COLUMNS) :]})
 
 
 def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
-    if list(table.columns) != PREDICTION_COLUMNS:
-        raise ValueError(f"columns {list(table.columns)}, expected {PREDICTION_COLUMNS}")
+    _check_columns(list(table.columns), "")
     write_table(table, path)

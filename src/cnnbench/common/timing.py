@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from cnnbench.network.architecture import NUM_CLASSES
-
 
 def median_seconds(function: Callable[[], object], repeats: int) -> float:
     """Median over ``repeats`` calls of ``function()``'s wall time (no warm-up: the caller's)."""
@@ -29,7 +27,7 @@ def timed_predictions(
 
     ``indices`` runs over ``range(len(images))`` (wrapped in a progress bar, or not).
     """
-    logits = np.empty((len(images), NUM_CLASSES), dtype=np.float32)
+    logits: list[np.ndarray] = [None] * len(images)
     latencies = np.empty(len(images))
     clock = time.perf_counter  # no lookups inside the timed interval
     for i in indices:
@@ -38,4 +36,4 @@ def timed_predictions(
         result = predict(image)
         latencies[i] = clock() - before
         logits[i] = result[0]
-    return logits, latencies
+    return np.stack(logits).astype(np.float32, copy=False), latencies

@@ -15,12 +15,13 @@ import torch
 
 from cnnbench import __version__
 from cnnbench.data import file_digests
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import Architecture
 
 
 def build_manifest(
     weights_path: str | Path,
     weights_sha256: str,
+    architecture: Architecture,
     train_config: dict,
     final_metrics: dict,
     dataset_name: str,
@@ -32,9 +33,10 @@ def build_manifest(
     return {
         "weights_file": Path(weights_path).name,
         "sha256": weights_sha256,
+        "architecture": architecture.to_dict(),
         "parameters": {
             name: {"shape": list(shape), "dtype": "float32"}
-            for name, shape in PARAMETER_SHAPES.items()
+            for name, shape in architecture.parameter_shapes.items()
         },
         **({"onnx": onnx} if onnx is not None else {}),
         "train_config": train_config,

@@ -1,7 +1,8 @@
 """The network as an ONNX model, built directly from the weight arrays (no torch exporter).
 
 The graph is written node by node with ``onnx.helper`` from ``cnnbench.network.architecture`` and the
-``weights.npz`` arrays: Conv + Relu three times, Flatten, Gemm + Relu, Gemm. Building it here
+``weights.npz`` arrays: Conv + Relu, MaxPool or AveragePool per feature layer, Flatten, then
+Gemm (+ Relu but for the output layer) per linear layer. Building it here
 instead of tracing the PyTorch model keeps the file byte-identical for identical weights (fixed
 opset and IR version, fixed names, no exporter version or timestamps in it) and keeps torch out of
 the onnxruntime backend, which builds the same bytes in memory at load.
@@ -18,79 +19,87 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnbench import __version__
-from cnnbench.network.architecture import (
-    CONV_LAYERS,
-    CONV_PADDING,
-    CONV_STRIDE,
-    INPUT_SHAPE,
-    LINEAR_LAYERS,
-    NUM_CLASSES,
-    PARAMETER_SHAPES,
-)
+from cnnbench.network.architecture import AVGPOOL, CONV, Architecture, Layer
 from cnnbench.network.weights import check_parameters
 
 if TYPE_CHECKING:
     import onnx
 
-OPSET = 17  # the ONNX operator set the graph is written for (Conv, Relu, Flatten, Gemm)
+OPSET = 17  # the ONNX operator set the graph is written for (Conv, pools, Relu, Flatten, Gemm)
 IR_VERSION = 8  # the IR version that goes with opset 17
-INPUT_NAME = "images"  # float32 (N, 1, 28, 28)
-OUTPUT_NAME = "logits"  # float32 (N, 10)
+INPUT_NAME = "images"  # float32 (N, C, H, W)
+OUTPUT_NAME = "logits"  # float32 (N, classes)
 BATCH_DIM = "N"
 
 
-def onnx_model(arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+def _window_node(helper, layer: Layer, source: str, output: str):
+    """The Conv, MaxPool or AveragePool node of a feature layer."""
+    window = {
+        "kernel_shape": list(layer.kernel),
+        "strides": [layer.stride, layer.stride],
+        "pads": [layer.padding] * 4,
+    }
+    if layer.kind == CONV:
+        inputs = [source, f"{layer.name}.weight", f"{layer.name}.bias"]
+        return helper.make_node("Conv", inputs, [output], name=output, **window)
+    if layer.kind == AVGPOOL:  # padded zeros counted, as torch.nn.AvgPool2d does by default
+        return helper.make_node(
+            "AveragePool", [source], [output], name=output, count_include_pad=1, **window
+        )
+    return helper.make_node("MaxPool", [source], [output], name=output, **window)
+
+
+def onnx_model(arrays: dict[str, np.ndarray], architecture: Architecture) -> onnx.ModelProto:
     """The network holding ``arrays`` (``cnnbench.network.weights`` layouts) as a checked ONNX model."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    check_parameters(arrays, source="weights")
+    check_parameters(arrays, architecture, source="weights")
     initializers = [
         numpy_helper.from_array(np.ascontiguousarray(arrays[name], dtype=np.float32), name)
-        for name in PARAMETER_SHAPES
+        for name in architecture.parameter_shapes
     ]
     nodes = []
     current = INPUT_NAME
-    for layer in CONV_LAYERS:
-        kh, kw = PARAMETER_SHAPES[f"{layer}.weight"][2:]
-        nodes.append(
-            helper.make_node(
-                "Conv",
-                [current, f"{layer}.weight", f"{layer}.bias"],
-                [f"{layer}.conv"],
-                name=f"{layer}.conv",
-                kernel_shape=[kh, kw],
-                strides=[CONV_STRIDE, CONV_STRIDE],
-                pads=[CONV_PADDING] * 4,
+    for layer in architecture.feature_layers:
+        # Node and value names: "conv1.conv" then its ReLU "conv1"; a pool's "pool1".
+        output = f"{layer.name}.{layer.kind}" if layer.relu else layer.name
+        nodes.append(_window_node(helper, layer, current, output))
+        if layer.relu:
+            nodes.append(
+                helper.make_node("Relu", [output], [layer.name], name=f"{layer.name}.relu")
             )
-        )
-        nodes.append(helper.make_node("Relu", [f"{layer}.conv"], [layer], name=f"{layer}.relu"))
-        current = layer
+        current = layer.name
     nodes.append(helper.make_node("Flatten", [current], ["flatten"], name="flatten", axis=1))
     current = "flatten"
-    for i, layer in enumerate(LINEAR_LAYERS):
-        last = i == len(LINEAR_LAYERS) - 1
-        gemm_out = OUTPUT_NAME if last else f"{layer}.gemm"
+    for layer in architecture.linear_layers:
+        gemm_out = f"{layer.name}.gemm" if layer.relu else OUTPUT_NAME
         nodes.append(
             helper.make_node(
                 "Gemm",
-                [current, f"{layer}.weight", f"{layer}.bias"],
+                [current, f"{layer.name}.weight", f"{layer.name}.bias"],
                 [gemm_out],
-                name=f"{layer}.gemm",
+                name=f"{layer.name}.gemm",
                 transB=1,
             )
         )
-        if not last:
-            nodes.append(helper.make_node("Relu", [gemm_out], [layer], name=f"{layer}.relu"))
-        current = layer
+        if layer.relu:
+            nodes.append(
+                helper.make_node("Relu", [gemm_out], [layer.name], name=f"{layer.name}.relu")
+            )
+        current = layer.name
     graph = helper.make_graph(
         nodes,
         "cnnbench",
         inputs=[
-            helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, *INPUT_SHAPE])
+            helper.make_tensor_value_info(
+                INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, *architecture.input_shape]
+            )
         ],
         outputs=[
-            helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, NUM_CLASSES])
+            helper.make_tensor_value_info(
+                OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, architecture.classes]
+            )
         ],
         initializer=initializers,
     )
@@ -105,31 +114,41 @@ def onnx_model(arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
     return model
 
 
-def onnx_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+def onnx_bytes(arrays: dict[str, np.ndarray], architecture: Architecture) -> bytes:
     """The serialized model: identical bytes for identical arrays."""
-    return onnx_model(arrays).SerializeToString(deterministic=True)
+    return onnx_model(arrays, architecture).SerializeToString(deterministic=True)
 
 
-def save_onnx(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
+def save_onnx(path: str | Path, arrays: dict[str, np.ndarray], architecture: Architecture) -> str:
     """Write the model to ``path``, re-check the written file with onnx.checker; return its sha256."""
     import onnx
 
-    data = onnx_bytes(arrays)
+    data = onnx_bytes(arrays, architecture)
     Path(path).write_bytes(data)
     onnx.checker.check_model(str(path), full_check=True)
     return hashlib.sha256(data).hexdigest()
 
 
-def export_onnx(path: str | Path, arrays: dict[str, np.ndarray]) -> dict:
+def export_onnx(
+    path: str | Path, arrays: dict[str, np.ndarray], architecture: Architecture
+) -> dict:
     """Write ``model.onnx`` for ``arrays``; return its entry for the model manifest (``onnx``)."""
     import onnx
 
     return {
         "file": Path(path).name,
-        "sha256": save_onnx(path, arrays),
+        "sha256": save_onnx(path, arrays, architecture),
         "opset": OPSET,
         "ir_version": IR_VERSION,
         "built_with": f"cnnbench.network.onnx_export (onnx.helper, onnx {onnx.__version__})",
-        "input": {"name": INPUT_NAME, "shape": [BATCH_DIM, *INPUT_SHAPE], "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": [BATCH_DIM, NUM_CLASSES], "dtype": "float32"},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [BATCH_DIM, *architecture.input_shape],
+            "dtype": "float32",
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [BATCH_DIM, architecture.classes],
+            "dtype": "float32",
+        },
     }

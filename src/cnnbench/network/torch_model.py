@@ -1,4 +1,4 @@
-"""The reference network in PyTorch, built from the same architecture constants as every backend."""
+"""The reference network in PyTorch, built from the architecture value like every backend."""
 
 from __future__ import annotations
 
@@ -7,40 +7,58 @@ import torch
 from torch import nn
 
 from cnnbench.common.errors import UserError
-from cnnbench.network.architecture import CONV_LAYERS, CONV_PADDING, CONV_STRIDE, PARAMETER_SHAPES
+from cnnbench.network.architecture import AVGPOOL, CONV, LINEAR, MAXPOOL, Architecture
 from cnnbench.network.weights import check_parameters
 
 
-class SimpleCNN(nn.Module):
-    """The seed notebook's network: 3 x (conv 3x3 stride 2 pad 1 + ReLU), fc 2048->250 + ReLU, fc 250->10."""
+def _module(layer) -> nn.Module:
+    if layer.kind == CONV:
+        return nn.Conv2d(
+            layer.in_shape[0],
+            layer.out_shape[0],
+            layer.kernel,
+            stride=layer.stride,
+            padding=layer.padding,
+        )
+    if layer.kind == MAXPOOL:
+        return nn.MaxPool2d(layer.kernel, stride=layer.stride, padding=layer.padding)
+    if layer.kind == AVGPOOL:  # count_include_pad=True, PyTorch's default, as the config says
+        return nn.AvgPool2d(layer.kernel, stride=layer.stride, padding=layer.padding)
+    if layer.kind == LINEAR:
+        return nn.Linear(layer.in_shape[0], layer.out_shape[0])
+    raise ValueError(f"unknown layer kind {layer.kind!r}")
 
-    def __init__(self) -> None:
+
+class Net(nn.Module):
+    """The network ``architecture`` describes, one attribute per layer (its name), created in
+    layer order: parameters are drawn from torch's seeded generator in that order, and the
+    state_dict keys are the architecture's parameter names."""
+
+    def __init__(self, architecture: Architecture) -> None:
         super().__init__()
-        for name in CONV_LAYERS:
-            out_channels, in_channels, kh, kw = PARAMETER_SHAPES[f"{name}.weight"]
-            setattr(
-                self,
-                name,
-                nn.Conv2d(
-                    in_channels, out_channels, (kh, kw), stride=CONV_STRIDE, padding=CONV_PADDING
-                ),
-            )
-        self.fc1 = nn.Linear(*reversed(PARAMETER_SHAPES["fc1.weight"]))
-        self.fc2 = nn.Linear(*reversed(PARAMETER_SHAPES["fc2.weight"]))
+        self.architecture = architecture
+        for layer in architecture.layers:
+            setattr(self, layer.name, _module(layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name in CONV_LAYERS:
-            x = torch.relu(getattr(self, name)(x))
-        x = torch.relu(self.fc1(torch.flatten(x, 1)))
-        return self.fc2(x)
+        for layer in self.architecture.feature_layers:
+            x = getattr(self, layer.name)(x)
+            if layer.relu:
+                x = torch.relu(x)
+        x = torch.flatten(x, 1)
+        for layer in self.architecture.linear_layers:
+            x = getattr(self, layer.name)(x)
+            if layer.relu:
+                x = torch.relu(x)
+        return x
 
 
 def model_from_weights(
-    arrays: dict[str, np.ndarray], dtype: torch.dtype = torch.float32
-) -> SimpleCNN:
-    """A SimpleCNN holding exactly ``arrays`` (e.g. from ``cnnbench.network.weights.load_weights``)."""
-    check_parameters(arrays, source="weights")
-    model = SimpleCNN()
+    arrays: dict[str, np.ndarray], architecture: Architecture, dtype: torch.dtype = torch.float32
+) -> Net:
+    """The network holding exactly ``arrays`` (e.g. from ``cnnbench.network.weights.load_weights``)."""
+    check_parameters(arrays, architecture, source="weights")
+    model = Net(architecture)
     model.load_state_dict(
         {name: torch.from_numpy(np.array(value)) for name, value in arrays.items()}
     )

@@ -17,14 +17,15 @@ Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indice
     relu(x), relu_backward(dy, x)
     softmax(z), log_softmax(z), cross_entropy(logits, labels) -> mean loss,
     cross_entropy_backward(logits, labels) -> dlogits
-Network (variant "loops" or "im2col"; weights from ``cnnbench.network.weights.load_weights``):
-    net = Network(load_weights(path), variant="im2col", dtype=np.float32)  # or Network.from_file
+Network (variant "loops" or "im2col"; ``architecture`` from ``cnnbench.network.architecture``,
+weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
+    net = Network(arrays, architecture, variant="im2col", dtype=np.float32)  # or Network.from_file
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
     opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
-    Im2colInference(load_weights(path)).logits(x) -> float32 logits (N, 10)
+    Im2colInference(arrays, architecture).logits(x) -> float32 logits (N, classes)
 
 Example (the README's worked example)::
 

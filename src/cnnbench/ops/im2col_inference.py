@@ -27,7 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnbench.network.architecture import CONV_PADDING, CONV_STRIDE, conv_shapes, fc1_hwc_columns
+from cnnbench.network.architecture import SEED, Architecture
+
+# Written for the seed network (stride and padding shared by its conv layers); the constructor
+# refuses any other architecture.
+CONV_STRIDE = SEED.feature_layers[0].stride
+CONV_PADDING = SEED.feature_layers[0].padding
 
 # images per conv pass: conv2's column matrix for 8 images (8*49*289*4 B = 453 kB) fits a 512 kB
 # L2 cache; at batch 1000, 8-16 measured alike, 32 ~10% and 64 ~20% slower
@@ -85,9 +90,12 @@ class _ConvWorkspace:
 class Im2colInference:
     """Forward-only im2col network for float32 NCHW batches (checked by the caller)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
+        if architecture != SEED:
+            raise ValueError("numpy_im2col runs the seed network only")
+        self.architecture = architecture
         self.layers: list[_ConvLayer] = []
-        for layer in conv_shapes():
+        for layer in architecture.feature_layers:
             weight = arrays[f"{layer.name}.weight"]  # (C_out, C_in, KH, KW)
             hwc_weight = weight.transpose(2, 3, 1, 0).reshape(-1, len(weight))
             (in_c, in_h, in_w), (out_c, out_h, out_w) = layer.in_shape, layer.out_shape
@@ -101,7 +109,9 @@ class Im2colInference:
                 )
             )
         self.features = out_h * out_w * out_c
-        self.fc1 = _with_bias_row(fc1_hwc_columns(arrays["fc1.weight"]).T, arrays["fc1.bias"])
+        self.fc1 = _with_bias_row(
+            architecture.first_linear_hwc_columns(arrays["fc1.weight"]).T, arrays["fc1.bias"]
+        )
         self.fc2 = _with_bias_row(arrays["fc2.weight"].T, arrays["fc2.bias"])
         self._hidden_zeros = np.zeros(self.fc1.shape[1], dtype=np.float32)
         self._conv_workspaces: dict[int, _ConvWorkspace] = {}  # by chunk size, at most CONV_CHUNK

@@ -13,13 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.network.architecture import (
-    CONV_LAYERS,
-    CONV_PADDING,
-    CONV_STRIDE,
-    LINEAR_LAYERS,
-    PARAMETER_SHAPES,
-)
+from cnnbench.network.architecture import CONV, Architecture
 from cnnbench.network.weights import check_parameters, load_weights
 from cnnbench.ops.im2col import conv2d_backward_im2col, conv2d_im2col
 from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
@@ -62,7 +56,8 @@ class ForwardCache:
 
 
 class Network:
-    """conv1-3 (kernel 3, stride 2, padding 1) + ReLU, flatten, fc1 + ReLU, fc2, in NumPy.
+    """The network ``architecture`` describes, in NumPy: its feature layers (conv + ReLU),
+    flatten, its linear layers (+ ReLU but for the output layer).
 
     ``arrays``: the dict from ``load_weights`` (float32, PyTorch layouts); the parameters are
     cast once to ``dtype``, and inputs must have that dtype.
@@ -71,80 +66,88 @@ class Network:
     def __init__(
         self,
         arrays: dict[str, np.ndarray],
+        architecture: Architecture,
         variant: str = "im2col",
         dtype: type[np.floating] | np.dtype = np.float32,
     ) -> None:
-        check_parameters(arrays, source="network weights")
+        check_parameters(arrays, architecture, source="network weights")
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        if any(layer.kind != CONV for layer in architecture.feature_layers):
+            raise NotImplementedError("pooling layers are not in the NumPy network yet")
+        self.architecture = architecture
         self.variant = VARIANTS[variant]
         self.dtype = np.dtype(dtype)
         self.parameters = {
-            name: np.asarray(arrays[name], dtype=self.dtype) for name in PARAMETER_SHAPES
+            name: np.asarray(arrays[name], dtype=self.dtype)
+            for name in architecture.parameter_shapes
         }
 
     @classmethod
     def from_file(
         cls,
         path: str | Path,
+        architecture: Architecture,
         variant: str = "im2col",
         dtype: type[np.floating] | np.dtype = np.float32,
     ) -> Network:
         """The network with the weights of an exported ``weights.npz``."""
-        return cls(load_weights(path), variant, dtype)
+        return cls(load_weights(path, architecture), architecture, variant, dtype)
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
-        """Logits (N, 10) of images ``x`` (N, 1, 28, 28), and the cache for :meth:`backward`."""
+        """Logits (N, classes) of images ``x`` (N, C, H, W), and the cache for :meth:`backward`."""
         cache = ForwardCache()
         h = x
-        for layer in CONV_LAYERS:
-            cache.inputs[layer] = h
+        for layer in self.architecture.feature_layers:
+            cache.inputs[layer.name] = h
             z = self.variant.conv2d(
                 h,
-                self.parameters[f"{layer}.weight"],
-                self.parameters[f"{layer}.bias"],
-                CONV_STRIDE,
-                CONV_PADDING,
+                self.parameters[f"{layer.name}.weight"],
+                self.parameters[f"{layer.name}.bias"],
+                layer.stride,
+                layer.padding,
             )
-            cache.preactivations[layer] = z
+            cache.preactivations[layer.name] = z
             h = relu(z)
         h = h.reshape(h.shape[0], -1)
-        for position, layer in enumerate(LINEAR_LAYERS):
-            cache.inputs[layer] = h
+        for layer in self.architecture.linear_layers:
+            cache.inputs[layer.name] = h
             h = self.variant.linear(
-                h, self.parameters[f"{layer}.weight"], self.parameters[f"{layer}.bias"]
+                h, self.parameters[f"{layer.name}.weight"], self.parameters[f"{layer.name}.bias"]
             )
-            if position < len(LINEAR_LAYERS) - 1:  # the last layer's outputs are the logits
-                cache.preactivations[layer] = h
+            if layer.relu:  # the output layer's outputs are the logits
+                cache.preactivations[layer.name] = h
                 h = relu(h)
         return h, cache
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits (N, 10) of images ``x`` (N, 1, 28, 28)."""
+        """Logits (N, classes) of images ``x`` (N, C, H, W)."""
         return self.forward(x)[0]
 
     def backward(self, cache: ForwardCache, dlogits: np.ndarray) -> dict[str, np.ndarray]:
         """dLoss/d(every parameter) by name, and dLoss/dx under ``"input"``, given dLoss/dlogits."""
         grads: dict[str, np.ndarray] = {}
         d = dlogits
-        for layer in reversed(LINEAR_LAYERS):
-            if layer in cache.preactivations:
-                d = relu_backward(d, cache.preactivations[layer])
-            d, grads[f"{layer}.weight"], grads[f"{layer}.bias"] = self.variant.linear_backward(
-                d, cache.inputs[layer], self.parameters[f"{layer}.weight"]
+        for layer in reversed(self.architecture.linear_layers):
+            name = layer.name
+            if layer.relu:
+                d = relu_backward(d, cache.preactivations[name])
+            d, grads[f"{name}.weight"], grads[f"{name}.bias"] = self.variant.linear_backward(
+                d, cache.inputs[name], self.parameters[f"{name}.weight"]
             )
-        d = d.reshape(cache.preactivations[CONV_LAYERS[-1]].shape)
-        for layer in reversed(CONV_LAYERS):
-            d = relu_backward(d, cache.preactivations[layer])
-            d, grads[f"{layer}.weight"], grads[f"{layer}.bias"] = self.variant.conv2d_backward(
+        d = d.reshape(len(d), *self.architecture.feature_shape)
+        for layer in reversed(self.architecture.feature_layers):
+            name = layer.name
+            d = relu_backward(d, cache.preactivations[name])
+            d, grads[f"{name}.weight"], grads[f"{name}.bias"] = self.variant.conv2d_backward(
                 d,
-                cache.inputs[layer],
-                self.parameters[f"{layer}.weight"],
-                CONV_STRIDE,
-                CONV_PADDING,
+                cache.inputs[name],
+                self.parameters[f"{name}.weight"],
+                layer.stride,
+                layer.padding,
             )
         grads[INPUT_GRADIENT] = d
-        return {name: grads[name] for name in (*PARAMETER_SHAPES, INPUT_GRADIENT)}
+        return {name: grads[name] for name in (*self.architecture.parameter_shapes, INPUT_GRADIENT)}
 
     def loss_and_gradients(
         self, x: np.ndarray, labels: np.ndarray

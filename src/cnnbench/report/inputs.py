@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from cnnbench.backends import PEERS, REFERENCE
-from cnnbench.common.tables import PREDICTION_COLUMNS
+from cnnbench.common.tables import logit_columns_of, prediction_columns
 from cnnbench.data import read_idx
 
 # the numeric columns of a Snakemake benchmark file (h:m:s repeats s)
@@ -183,7 +183,8 @@ def _backend(
     name: str, table: pd.DataFrame | None, meta: dict[str, Any], notes: list[str]
 ) -> Backend:
     if table is not None:
-        missing = [c for c in PREDICTION_COLUMNS if c not in table]
+        expected = prediction_columns(max(2, len(logit_columns_of(table))))
+        missing = [c for c in expected if c not in table]
         if missing:
             notes.append(f"inference/{name}.csv lacks columns {missing}; backend left out")
             table = None

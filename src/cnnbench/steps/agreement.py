@@ -19,7 +19,7 @@ import pandas as pd
 from cnnbench.common.errors import UserError
 from cnnbench.common.files import write_table
 from cnnbench.common.job import Job, run_job
-from cnnbench.common.tables import LOGIT_COLUMNS, read_predictions
+from cnnbench.common.tables import logit_columns_of, read_predictions
 
 AGREEMENT_COLUMNS = [
     "backend_a",
@@ -71,8 +71,9 @@ def compare(
         if not (both["label_a"] == both["label_b"]).all():
             raise ValueError(f"{name_a} and {name_b} disagree on labels: not the same test set")
         # float64, so differences of float32 logits are exact
-        logits_a = both[[f"{c}_a" for c in LOGIT_COLUMNS]].to_numpy(dtype=np.float64)
-        logits_b = both[[f"{c}_b" for c in LOGIT_COLUMNS]].to_numpy(dtype=np.float64)
+        columns = logit_columns_of(tables[name_a])
+        logits_a = both[[f"{c}_a" for c in columns]].to_numpy(dtype=np.float64)
+        logits_b = both[[f"{c}_b" for c in columns]].to_numpy(dtype=np.float64)
         same = both["pred_a"] == both["pred_b"]
         agreement.append(
             {

@@ -42,7 +42,7 @@ from cnnbench.common.job import Job, run_job
 from cnnbench.common.numerics import max_abs_error, max_norm_relative_error, perturbed
 from cnnbench.common.runtime import progress, set_threads
 from cnnbench.data import load_split, to_model_input
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.torch_model import model_from_weights
 from cnnbench.network.weights import load_verified
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy
@@ -57,7 +57,6 @@ COLUMNS = (
     "tolerance",
     "passed",
 )
-TENSORS = (*PARAMETER_SHAPES, INPUT_GRADIENT)
 FLOAT32_ROUNDING_FACTOR = 3
 # reference -> (dtype of the compared NumPy gradient, tolerance on max_rel_err; for float32 the
 # floor of a tolerance that also scales with float32's own rounding error, see the docstring)
@@ -72,11 +71,20 @@ FD_STEP = 1e-5
 # ---------------------------------------------------------------------------- gradients
 
 
+def tensors(architecture: Architecture) -> tuple[str, ...]:
+    """The gradients checked: every parameter's, then the input's."""
+    return (*architecture.parameter_shapes, INPUT_GRADIENT)
+
+
 def torch_gradients(
-    arrays: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray, dtype: torch.dtype
+    arrays: dict[str, np.ndarray],
+    architecture: Architecture,
+    x: np.ndarray,
+    labels: np.ndarray,
+    dtype: torch.dtype,
 ) -> dict[str, np.ndarray]:
     """Autograd gradients of the mean cross-entropy: every parameter by name, and ``"input"``."""
-    model = model_from_weights(arrays, dtype)
+    model = model_from_weights(arrays, architecture, dtype)
     inputs = torch.tensor(x, dtype=dtype, requires_grad=True)
     loss = torch.nn.functional.cross_entropy(
         model(inputs), torch.from_numpy(labels.astype(np.int64))
@@ -84,7 +92,7 @@ def torch_gradients(
     loss.backward()
     grads = {name: parameter.grad.numpy() for name, parameter in model.named_parameters()}
     grads[INPUT_GRADIENT] = inputs.grad.numpy()
-    return {name: grads[name] for name in TENSORS}
+    return {name: grads[name] for name in tensors(architecture)}
 
 
 def finite_difference_samples(
@@ -108,7 +116,7 @@ def finite_difference_samples(
 
     _, base_pattern = loss_and_pattern()
     estimates, replaced = {}, {}
-    for name in TENSORS:
+    for name in tensors(network.architecture):
         array = x if name == INPUT_GRADIENT else network.parameters[name]
         wanted = min(samples, array.size)
         coordinates, derivatives, replaced[name] = [], [], 0
@@ -143,6 +151,7 @@ def finite_difference_samples(
 
 def check_gradients(
     arrays: dict[str, np.ndarray],
+    architecture: Architecture,
     images: np.ndarray,
     labels: np.ndarray,
     samples: int,
@@ -151,12 +160,15 @@ def check_gradients(
     """One row per (tensor, implementation, reference); and the FD replacements per tensor."""
     x32 = to_model_input(images)
     x64 = x32.astype(np.float64)
-    fd_coordinates = sum(min(samples, np.prod(PARAMETER_SHAPES.get(n, x64.shape))) for n in TENSORS)
+    shapes = architecture.parameter_shapes
+    fd_coordinates = sum(
+        min(samples, np.prod(shapes.get(name, x64.shape))) for name in tensors(architecture)
+    )
     with progress(None, total=2 * len(VARIANTS) + 2 + fd_coordinates, desc="gradcheck") as bar:
         numpy_grads = {}
         for implementation in VARIANTS:
             for dtype, x in ((np.float64, x64), (np.float32, x32)):
-                network = Network(arrays, implementation, dtype)
+                network = Network(arrays, architecture, implementation, dtype)
                 numpy_grads[implementation, dtype] = network.loss_and_gradients(x, labels)[1]
                 bar.update()
         torch_grads = {}
@@ -164,10 +176,10 @@ def check_gradients(
             ("torch_float64", torch.float64, x64),
             ("torch_float32", torch.float32, x32),
         ):
-            torch_grads[reference] = torch_gradients(arrays, x, labels, torch_dtype)
+            torch_grads[reference] = torch_gradients(arrays, architecture, x, labels, torch_dtype)
             bar.update()
         estimates, replaced = finite_difference_samples(
-            Network(arrays, "im2col", np.float64),
+            Network(arrays, architecture, "im2col", np.float64),
             x64.copy(),
             labels,
             samples,
@@ -175,7 +187,7 @@ def check_gradients(
             bar.update,
         )
     rows = []
-    for name in TENSORS:
+    for name in tensors(architecture):
         scale = float(np.max(np.abs(torch_grads["torch_float64"][name])))
         float32_rounding = max_norm_relative_error(
             torch_grads["torch_float32"][name], torch_grads["torch_float64"][name]
@@ -213,19 +225,23 @@ def run(job: Job) -> None:
     settings = job.settings
     batch_size, samples = settings["batch_size"], settings["samples"]
     set_threads(1)
-    arrays = load_verified(job.path("input", "weights"), job.path("input", "manifest"))
-    images, labels = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
+    arrays, architecture = load_verified(
+        job.path("input", "weights"), job.path("input", "manifest")
+    )
+    images, labels = load_split(
+        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
+    )
     if batch_size > len(images):
         raise UserError(f"gradcheck.batch_size {batch_size} exceeds the {len(images)} test images")
     rows, replaced = check_gradients(
-        arrays, images[:batch_size], labels[:batch_size], samples, settings["seed"]
+        arrays, architecture, images[:batch_size], labels[:batch_size], samples, settings["seed"]
     )
     write_rows(rows, COLUMNS, job.path("output", "csv"))
 
     failed = [row for row in rows if not row["passed"]]
     print(
         f"gradcheck: {len(rows) - len(failed)}/{len(rows)} rows passed "
-        f"({batch_size} images, {len(TENSORS)} tensors, {len(VARIANTS)} implementations, "
+        f"({batch_size} images, {len(tensors(architecture))} tensors, {len(VARIANTS)} implementations, "
         f"{len(REFERENCES)} references); finite differences: step {FD_STEP}, "
         f"{samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
         f"crossed a ReLU kink ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",

@@ -23,9 +23,10 @@ from cnnbench.common.errors import UserError
 from cnnbench.common.files import write_json
 from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import progress, set_threads
-from cnnbench.common.tables import LOGIT_COLUMNS, write_predictions
+from cnnbench.common.tables import logit_columns, write_predictions
 from cnnbench.common.timing import timed_predictions
 from cnnbench.data import load_split, to_model_input
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.weights import verify_exported
 
 
@@ -42,19 +43,20 @@ def shard_ranges(total: int, shards: int) -> list[tuple[int, int]]:
 def infer(
     backend_name: str,
     weights: str | Path,
+    architecture: Architecture,
     images: np.ndarray,
     labels: np.ndarray,
     start: int,
     warmup: int,
     threads: int,
 ) -> tuple[pd.DataFrame, dict]:
-    """Time ``backend_name`` on ``images`` (float32 (N, 1, 28, 28)), whose first index is ``start``.
+    """Time ``backend_name`` on ``images`` (float32 (N, C, H, W)), whose first index is ``start``.
 
     Returns the predictions table and the meta dict.
     """
     set_threads(threads)  # before loading, so torch and numba start with this many threads
     started = time.perf_counter()
-    backend = backends.load(backend_name, weights)
+    backend = backends.load(backend_name, weights, architecture)
     load_s = time.perf_counter() - started
     for i in range(min(warmup, len(images))):
         backend.predict(images[i : i + 1])
@@ -67,7 +69,7 @@ def infer(
             "label": labels.astype(np.int64),
             "pred": logits.argmax(axis=1),
             "latency_s": latencies,
-            **{column: logits[:, k] for k, column in enumerate(LOGIT_COLUMNS)},
+            **{column: logits[:, k] for k, column in enumerate(logit_columns(logits.shape[1]))},
         }
     )
     meta = {
@@ -85,8 +87,10 @@ def infer(
 
 def run(job: Job) -> None:
     settings = job.settings
-    verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
-    images, labels = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
+    architecture = verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
+    images, labels = load_split(
+        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
+    )
     total = len(images) if settings["limit"] is None else settings["limit"]
     if total > len(images):
         raise UserError(f"inference.limit {total} exceeds the {len(images)} test images")
@@ -97,6 +101,7 @@ def run(job: Job) -> None:
     table, meta = infer(
         settings["backend"],
         job.path("input", "weights"),
+        architecture,
         to_model_input(images[start:stop]),
         labels[start:stop],
         start,

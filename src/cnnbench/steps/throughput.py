@@ -24,6 +24,7 @@ from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import set_threads
 from cnnbench.common.timing import median_seconds
 from cnnbench.data import load_split, to_model_input
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.weights import verify_exported
 
 COLUMNS = ["backend", "batch_size", "images", "seconds", "images_per_s", "repeats"]
@@ -43,6 +44,7 @@ def time_batches(backend: backends.Backend, x: np.ndarray, batch_size: int, repe
 def measure(
     names: list[str],
     weights: str | Path,
+    architecture: Architecture,
     x: np.ndarray,
     batch_sizes: list[int],
     loop_images: int,
@@ -50,7 +52,7 @@ def measure(
 ) -> pd.DataFrame:
     rows = []
     for name in names:
-        backend = backends.load(name, weights)
+        backend = backends.load(name, weights, architecture)
         sample = x[:loop_images] if name in backends.SLOW else x
         # a batch larger than the sample is the whole sample: measure that once
         for batch_size in sorted({min(size, len(sample)) for size in batch_sizes}):
@@ -71,11 +73,14 @@ def measure(
 def run(job: Job) -> None:
     settings = job.settings
     set_threads(settings["threads"])
-    verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
-    images, _ = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
+    architecture = verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
+    images, _ = load_split(
+        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
+    )
     table = measure(
         settings["backends"],
         job.path("input", "weights"),
+        architecture,
         to_model_input(images),
         settings["throughput_batch_sizes"],
         settings["throughput_loop_images"],

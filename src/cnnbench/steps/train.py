@@ -2,7 +2,8 @@
 
 Job: input train_images, train_labels, test_images, test_labels; output checkpoint (torch
 state_dict), metrics (per-epoch CSV), init (the seeded initial weights, weights.npz format: the
-NumPy trainer's start); settings: the config's ``train`` section. The start and the batch order
+NumPy trainer's start); settings: {"train": the config's ``train`` section, "architecture": the
+network's record (``cnnbench.network.architecture``)}. The start and the batch order
 come from ``cnnbench.training.seeding``, shared with the NumPy trainer.
 """
 
@@ -20,7 +21,8 @@ from cnnbench.common.files import atomic_output, write_rows
 from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import progress, set_threads
 from cnnbench.data import load_split, to_model_input
-from cnnbench.network.torch_model import SimpleCNN, pick_device
+from cnnbench.network.architecture import Architecture, from_dict
+from cnnbench.network.torch_model import Net, pick_device
 from cnnbench.network.weights import save_weights
 from cnnbench.training.seeding import (
     EVAL_BATCH,
@@ -48,9 +50,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 
 def train(
     settings: TrainSettings,
+    architecture: Architecture,
     train_split: tuple[np.ndarray, np.ndarray],
     test_split: tuple[np.ndarray, np.ndarray],
-) -> tuple[SimpleCNN, list[dict]]:
+) -> tuple[Net, list[dict]]:
     """Train the reference model; return it (on CPU) and one metrics row per epoch."""
     device = pick_device(settings.device)
     train_images, train_labels = training_subset(settings, train_split)
@@ -59,7 +62,7 @@ def train(
     x_test = torch.from_numpy(to_model_input(test_split[0])).to(device)
     y_test = torch.from_numpy(test_split[1].astype(np.int64)).to(device)
 
-    model = seeded_model(settings.seed).to(device)
+    model = seeded_model(settings.seed, architecture).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     criterion = nn.CrossEntropyLoss()
     history = []
@@ -97,7 +100,8 @@ def train(
 
 
 def run(job: Job) -> None:
-    settings = dict(job.settings)
+    settings = dict(job.settings["train"])
+    architecture = from_dict(job.settings["architecture"])
     try:
         threads = settings.pop("threads")
         train_settings = TrainSettings(**settings)
@@ -107,14 +111,19 @@ def run(job: Job) -> None:
     set_threads(threads)
     model, history = train(
         train_settings,
-        load_split(job.path("input", "train_images"), job.path("input", "train_labels")),
-        load_split(job.path("input", "test_images"), job.path("input", "test_labels")),
+        architecture,
+        load_split(
+            job.path("input", "train_images"), job.path("input", "train_labels"), architecture
+        ),
+        load_split(
+            job.path("input", "test_images"), job.path("input", "test_labels"), architecture
+        ),
     )
     with atomic_output(job.path("output", "checkpoint")) as temporary:
         torch.save(model.state_dict(), temporary)
     write_rows(history, METRIC_COLUMNS, job.path("output", "metrics"))
     with atomic_output(job.path("output", "init")) as temporary:
-        save_weights(temporary, initial_weights(settings["seed"]))
+        save_weights(temporary, initial_weights(settings["seed"], architecture), architecture)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from cnnbench.common.files import atomic_output, write_json, write_rows
 from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import set_threads
 from cnnbench.data import load_split, to_model_input
+from cnnbench.network.architecture import Architecture, from_dict
 from cnnbench.network.manifest import build_manifest, last_epoch_metrics
 from cnnbench.network.torch_model import model_from_weights
 from cnnbench.network.weights import load_weights, save_weights
@@ -54,14 +55,16 @@ def failures(rows: list[dict]) -> list[str]:
     ]
 
 
-def compare_predictions(result: train_numpy.NumpyRun, test_split) -> dict:
+def compare_predictions(
+    result: train_numpy.NumpyRun, architecture: Architecture, test_split
+) -> dict:
     """Test accuracy of both trainers' final weights and how often they predict the same class
     (both evaluated by the PyTorch model in float32, so only the weights differ)."""
     x = torch.from_numpy(to_model_input(test_split[0]))
     labels = test_split[1].astype(np.int64)
     with torch.inference_mode():
-        numpy_pred = model_from_weights(result.weights)(x).argmax(1).numpy()
-        torch_pred = model_from_weights(result.torch_weights)(x).argmax(1).numpy()
+        numpy_pred = model_from_weights(result.weights, architecture)(x).argmax(1).numpy()
+        torch_pred = model_from_weights(result.torch_weights, architecture)(x).argmax(1).numpy()
     return {
         "test_images": len(labels),
         "test_accuracy_numpy": float((numpy_pred == labels).mean()),
@@ -78,9 +81,14 @@ def run(job: Job) -> None:
         config["epochs"], config["batch_size"], config["lr"], config["seed"], "cpu", config["limit"]
     )
     dtype = np.dtype(numpy_config["dtype"])
-    train_split = load_split(job.path("input", "train_images"), job.path("input", "train_labels"))
-    test_split = load_split(job.path("input", "test_images"), job.path("input", "test_labels"))
-    initial = load_weights(job.path("input", "init"))
+    architecture = from_dict(job.settings["architecture"])
+    train_split = load_split(
+        job.path("input", "train_images"), job.path("input", "train_labels"), architecture
+    )
+    test_split = load_split(
+        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
+    )
+    initial = load_weights(job.path("input", "init"), architecture)
 
     n_images = len(train.training_subset(settings, train_split)[0])
     check_steps = numpy_config["check_steps"]
@@ -89,11 +97,14 @@ def run(job: Job) -> None:
         check_settings(settings, check_steps, n_images),
         train_split,
         initial,
+        architecture,
         np.float64,
         steps=check_steps,
     )
     print(f"the configured run in {dtype.name}, PyTorch beside it", file=sys.stderr)
-    result = train_numpy.train_numpy(settings, train_split, test_split, initial, dtype)
+    result = train_numpy.train_numpy(
+        settings, train_split, test_split, initial, architecture, dtype
+    )
     rows = [{"run": "check", **row} for row in check]
     rows += [{"run": "training", **row} for row in result.steps]
 
@@ -101,10 +112,11 @@ def run(job: Job) -> None:
     write_rows(rows, STEP_COLUMNS, job.path("output", "steps"))
     weights_path = job.path("output", "weights")
     with atomic_output(weights_path) as temporary:
-        sha256 = save_weights(temporary, result.weights)
+        sha256 = save_weights(temporary, result.weights, architecture)
     manifest = build_manifest(
         weights_path,
         sha256,
+        architecture,
         {**config, "train_numpy": numpy_config},
         last_epoch_metrics(job.path("output", "metrics")),  # no wall time: reproducible bytes
         job.settings["dataset_name"],
@@ -112,7 +124,7 @@ def run(job: Job) -> None:
     )
     write_json(manifest, job.path("output", "manifest"), sort_keys=True)
 
-    summary = compare_predictions(result, test_split)
+    summary = compare_predictions(result, architecture, test_split)
     summary["check"] = {
         "steps": check_steps,
         "max_loss_relative_difference": max(row["loss_relative_difference"] for row in check),

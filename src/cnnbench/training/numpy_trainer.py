@@ -25,7 +25,7 @@ from torch import nn
 from cnnbench.common.numerics import max_norm_relative_error
 from cnnbench.common.runtime import progress
 from cnnbench.data import to_model_input
-from cnnbench.network.architecture import PARAMETER_SHAPES
+from cnnbench.network.architecture import Architecture
 from cnnbench.network.torch_model import model_from_weights
 from cnnbench.ops import Adam, Network, cross_entropy
 from cnnbench.training.seeding import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
@@ -47,13 +47,14 @@ class NumpyTrainer:
     def __init__(
         self,
         initial: dict[str, np.ndarray],
+        architecture: Architecture,
         lr: float,
         dtype: type[np.floating] | np.dtype,
         variant: str = "im2col",
     ) -> None:
         # A copy: the network's arrays are stepped in place.
         self.network = Network(
-            {name: np.array(value) for name, value in initial.items()}, variant, dtype
+            {name: np.array(value) for name, value in initial.items()}, architecture, variant, dtype
         )
         self.optimizer = Adam(self.network.parameters, lr=lr)
 
@@ -68,13 +69,17 @@ class NumpyTrainer:
 
 
 class TorchTrainer:
-    """``SimpleCNN`` (in ``dtype``) from ``initial`` weights, trained by ``torch.optim.Adam``."""
+    """The torch network (in ``dtype``) from ``initial`` weights, trained by ``torch.optim.Adam``."""
 
     def __init__(
-        self, initial: dict[str, np.ndarray], lr: float, dtype: type[np.floating] | np.dtype
+        self,
+        initial: dict[str, np.ndarray],
+        architecture: Architecture,
+        lr: float,
+        dtype: type[np.floating] | np.dtype,
     ) -> None:
         torch_dtype = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
-        self.model = model_from_weights(initial, torch_dtype).train()
+        self.model = model_from_weights(initial, architecture, torch_dtype).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.criterion = nn.CrossEntropyLoss()
 
@@ -97,7 +102,7 @@ def max_relative_difference(
     actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]
 ) -> float:
     """The largest max-norm relative difference of any parameter tensor."""
-    return max(max_norm_relative_error(actual[name], expected[name]) for name in PARAMETER_SHAPES)
+    return max(max_norm_relative_error(actual[name], expected[name]) for name in expected)
 
 
 def batches(
@@ -136,6 +141,7 @@ def side_by_side(
     settings: TrainSettings,
     train_split: tuple[np.ndarray, np.ndarray],
     initial: dict[str, np.ndarray],
+    architecture: Architecture,
     dtype,
     steps: int | None = None,
     variant: str = "im2col",
@@ -149,8 +155,8 @@ def side_by_side(
     """
     images, labels = training_subset(settings, train_split)
     data = prepare(images, labels, dtype)
-    numpy_trainer = NumpyTrainer(initial, settings.lr, dtype, variant)
-    torch_trainer = TorchTrainer(initial, settings.lr, dtype)
+    numpy_trainer = NumpyTrainer(initial, architecture, settings.lr, dtype, variant)
+    torch_trainer = TorchTrainer(initial, architecture, settings.lr, dtype)
     rows = []
     all_batches = batches(len(data.x), settings.epochs, settings.batch_size, settings.seed)
     total = settings.epochs * -(-len(data.x) // settings.batch_size)
@@ -203,6 +209,7 @@ def train_numpy(
     train_split: tuple[np.ndarray, np.ndarray],
     test_split: tuple[np.ndarray, np.ndarray],
     initial: dict[str, np.ndarray],
+    architecture: Architecture,
     dtype,
     alongside_torch: bool = True,
 ) -> NumpyRun:
@@ -216,8 +223,10 @@ def train_numpy(
     images, labels = training_subset(settings, train_split)
     data = prepare(images, labels, dtype)
     test = prepare(*test_split, dtype)
-    numpy_trainer = NumpyTrainer(initial, settings.lr, dtype)
-    torch_trainer = TorchTrainer(initial, settings.lr, dtype) if alongside_torch else None
+    numpy_trainer = NumpyTrainer(initial, architecture, settings.lr, dtype)
+    torch_trainer = (
+        TorchTrainer(initial, architecture, settings.lr, dtype) if alongside_torch else None
+    )
     history, rows = [], []
     n_batches = -(-len(data.x) // settings.batch_size)
     all_batches = batches(len(data.x), settings.epochs, settings.batch_size, settings.seed)

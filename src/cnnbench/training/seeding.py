@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from cnnbench.common.errors import UserError
-from cnnbench.network.torch_model import SimpleCNN
+from cnnbench.network.architecture import Architecture
+from cnnbench.network.torch_model import Net
 
 METRIC_COLUMNS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds")
 EVAL_BATCH = 1000  # test images per forward pass when evaluating
@@ -31,18 +32,18 @@ class TrainSettings:
     limit: int | None
 
 
-def seeded_model(seed: int) -> SimpleCNN:
+def seeded_model(seed: int, architecture: Architecture) -> Net:
     """The network with its seeded initial weights: the start of both trainers' runs."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-    return SimpleCNN()
+    return Net(architecture)
 
 
-def initial_weights(seed: int) -> dict[str, np.ndarray]:
+def initial_weights(seed: int, architecture: Architecture) -> dict[str, np.ndarray]:
     """:func:`seeded_model`'s parameters as float32 arrays by name (the npz format's dict)."""
     return {
         name: tensor.detach().numpy().copy()
-        for name, tensor in seeded_model(seed).state_dict().items()
+        for name, tensor in seeded_model(seed, architecture).state_dict().items()
     }
 
 

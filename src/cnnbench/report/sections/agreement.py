@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cnnbench.backends import PEERS
-from cnnbench.common.tables import LOGIT_COLUMNS
+from cnnbench.common.tables import logit_columns_of
 
 from .. import figures, fmt
 from ..common import FAIL, MAX_GALLERY, NA, PASS, WARN, badge, pair, thumbnail
@@ -177,7 +177,7 @@ def _logits(results: Results, index: int, rows: pd.DataFrame) -> list[dict[str, 
         hit = backend.table[backend.table["index"] == index]
         if hit.empty:
             continue
-        logits = hit[LOGIT_COLUMNS].to_numpy(dtype=float)[0]
+        logits = hit[logit_columns_of(hit)].to_numpy(dtype=float)[0]
         out.append(
             {
                 "name": backend.name,

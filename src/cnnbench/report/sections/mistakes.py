@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnbench.common.tables import LOGIT_COLUMNS
-from cnnbench.network.architecture import NUM_CLASSES
+from cnnbench.common.tables import logit_columns_of
 from cnnbench.ops import softmax
 
 from .. import figures, fmt
@@ -24,9 +23,10 @@ def section(results: Results) -> dict[str, Any] | None:
     labels = table["label"].to_numpy(dtype=int)
     preds = table["pred"].to_numpy(dtype=int)
     matrix = pd.crosstab(pd.Series(labels, name="true"), pd.Series(preds, name="predicted"))
-    matrix = matrix.reindex(index=range(NUM_CLASSES), columns=range(NUM_CLASSES), fill_value=0)
+    classes = range(len(logit_columns_of(table)))
+    matrix = matrix.reindex(index=classes, columns=classes, fill_value=0)
     wrong = np.flatnonzero(preds != labels)
-    probabilities = softmax(table[LOGIT_COLUMNS].to_numpy(dtype=float))
+    probabilities = softmax(table[logit_columns_of(table)].to_numpy(dtype=float))
     confidence = probabilities.max(axis=1)
     order = wrong[np.argsort(-confidence[wrong], kind="stable")]
     gallery = []
