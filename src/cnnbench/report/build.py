@@ -13,6 +13,7 @@ from .sections import (
     dataset,
     gradcheck,
     limits,
+    network,
     provenance,
     summary,
     timing,
@@ -26,6 +27,7 @@ def build_context(results: Results, generated_at: str) -> dict[str, Any]:
     stats = latency_stats(results)
     parts = {
         "dataset": dataset.section(results),
+        "network": network.section(results),
         "weights": dataset.weights(results),
         "agreement": agreement.section(results),
         "gradcheck": gradcheck.section(results),
