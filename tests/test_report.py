@@ -16,7 +16,9 @@ from synthetic_results import (
     BENCH_BATCH,
     BENCH_LATENCY,
     DISAGREE_INDEX,
+    LAYER_SUM,
     named_inputs,
+    write_layers,
     write_synthetic_results,
 )
 
@@ -58,10 +60,11 @@ def test_every_section_and_toc_entry_present(full_report):
         ("summary", "1. Summary"),
         ("training", "2. Training"),
         ("timing", "3. Timing"),
-        ("agreement", "4. Agreement"),
-        ("gradients", "5. Gradient checks"),
-        ("worked-example", "6. Worked example"),
-        ("provenance", "7. Provenance"),
+        ("where", "4. Where the time goes"),
+        ("agreement", "5. Agreement"),
+        ("gradients", "6. Gradient checks"),
+        ("worked-example", "7. Worked example"),
+        ("provenance", "8. Provenance"),
     ]:
         assert f'<section id="{section_id}">' in page
         assert f'<a href="#{section_id}">' in page
@@ -243,8 +246,8 @@ def test_machine_limits(full_report, tmp_path):
     machine = json.loads((root / "results" / "machine.json").read_text())
     timing = _section(page, "timing")
     peaks = re.search(r'id="peaks-table".*?</table>', timing, re.S).group(0)
-    assert f"{fmt.sig(machine['matmul']['gflops'])} GFLOP/s" in peaks
-    assert f"{fmt.sig(machine['numba_dot']['gflops'])} GFLOP/s" in peaks
+    for key in ("matmul", "onnxruntime_matmul", "numba_dot"):
+        assert f"{fmt.sig(machine[key]['gflops'])} GFLOP/s" in peaks
     roofs = re.search(r'id="roofs-table".*?</table>', timing, re.S).group(0)
     rows = re.findall(r'<tr data-level="(\w+)">(.*?)</tr>', roofs, re.S)
     assert [level for level, _ in rows] == ["L1", "L2", "L3", "memory"]
@@ -326,6 +329,106 @@ def test_network_table_shows_the_manifests_architecture(full_report, tmp_path):
     ]
     assert rows[1][3:5] == ["0", "0"]  # pooling: no parameters, no multiply-adds counted
     assert "61,706</strong> parameters" in page  # LeNet-5's well-known count
+
+
+def _where_rows(page: str) -> dict[str, list[str]]:
+    table = re.search(r'<table[^>]*id="where-table".*?</table>', page, re.S).group(0)
+    return {
+        layer: [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for layer, row in re.findall(r'<tr data-layer="(\w+)">(.*?)</tr>', table, re.S)
+    }
+
+
+def test_where_the_time_goes(full_report):
+    """Per layer: multiply-adds, bytes, intensity and bound from the architecture, each backend's
+    distance from the roof; the layers' sum against the whole forward pass; one sentence each."""
+    root, page = full_report
+    results = root / "results"
+    machine = json.loads((results / "machine.json").read_text())
+    layers = pd.read_csv(results / "layers.csv")
+    where = _section(page, "where")
+    rows = _where_rows(page)
+    assert list(rows) == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    # conv2: 64 x 32 x 3 x 3 weights + 64 biases; input 32 x 14 x 14, output 64 x 7 x 7
+    weights, moved_in, moved_out = 4 * (64 * 32 * 9 + 64), 4 * 32 * 14 * 14, 4 * 64 * 7 * 7
+    macs = 64 * 7 * 7 * 32 * 9
+    conv2 = rows["conv2"]
+    assert conv2[1] == [f"{macs:,}"]
+    intensity = {size: 2 * macs / (weights / size + moved_in + moved_out) for size in (1, 250)}
+    assert conv2[5] == [fmt.sig(intensity[1]), "/", fmt.sig(intensity[250])]
+    # the roof: the peak, or the bandwidth of the level the working set fits in times intensity
+    peak, roofs = machine["peak_gflops"], machine["roofs"]
+    for name in ("torch", "onnxruntime", "numpy_im2col"):
+        column = 7 + ["torch", "onnxruntime", "numpy_im2col", "numpy_loops"].index(name)
+        shown = []
+        for size in (1, 250):
+            working_set = weights + size * (moved_in + moved_out)
+            level = "L2" if working_set <= 1024**2 else "L3"
+            roof = min(peak, intensity[size] * roofs[level])
+            seconds = layers.query("backend == @name and batch_size == @size and layer == 'conv2'")[
+                "seconds"
+            ].iloc[0]
+            shown.append(f"{fmt.sig(roof / (2 * macs / seconds / 1e9), 2)}×")
+        assert conv2[column] == [shown[0], "/", shown[1]], name
+    assert "numba_loops" not in rows["conv2"] and "Not split yet: numba_loops" in where
+    # fc1 at batch 1 reads its 2 MB of weights per image: memory-bound (L3); at 250, compute
+    assert rows["fc1"][6] == ["memory", "(L3)", "/", "compute"]
+    fc1_bytes = 4 * (250 * 2048 + 250) + 4 * 2048 + 4 * 250
+    fc1_flops = 2 * 2048 * 250
+    seconds = layers.query("backend == 'torch' and batch_size == 1 and layer == 'fc1'")["seconds"]
+    roof = fc1_flops / fc1_bytes * roofs["L3"]
+    distance = roof / (fc1_flops / seconds.iloc[0] / 1e9)
+    assert rows["fc1"][7][0] == f"{fmt.sig(distance, 2)}×"
+    # sums: every backend's layers add up to LAYER_SUM of its whole forward pass
+    sums = re.search(r'id="where-sums".*?</table>', where, re.S).group(0)
+    assert sums.count(f'<td class="num">{LAYER_SUM:.2f}</td>') == 8  # 4 backends x 2 batches
+    assert "off by over 15 %" not in sums
+    sentences = re.findall(
+        r"<li>(.*?)</li>", where.split('id="where-sentences"')[1].split("</ul>")[0]
+    )
+    assert [s.split(" (batch 1)")[0] for s in sentences] == [
+        "torch",
+        "onnxruntime",
+        "numpy_im2col",
+        "numpy_loops",
+    ]
+    assert "is limited by the interpreter" in sentences[-1]
+    assert 'id="above-roof"' not in where and where.count("<img") == 2
+
+
+def test_a_point_above_the_roofs_is_an_error(tmp_path):
+    """No layer can run faster than the peak or move data faster than the L1 cache: such a
+    point is listed as a measurement or counting error."""
+    write_synthetic_results(tmp_path)
+    path = tmp_path / "results" / "layers.csv"
+    layers = pd.read_csv(path)
+    fast = (layers.backend == "onnxruntime") & (layers.batch_size == 1) & (layers.layer == "conv3")
+    layers.loc[fast, "seconds"] = 2 * 1_179_648 / 1e9 / 200  # 200 GFLOP/s: above the 150 peak
+    layers.to_csv(path, index=False)
+    where = _section(render(load_results(*named_inputs(tmp_path))), "where")
+    above = re.search(r'id="above-roof">(.*?)</div>', where, re.S).group(1)
+    assert re.findall(r"<li>(.*?)</li>", above) == ["onnxruntime, batch 1, conv3"]
+
+
+def test_where_follows_any_architecture(tmp_path):
+    """Rows come from the manifest's architecture (pooling layers held to bandwidth); a table
+    naming other layers is noted, not trusted."""
+    write_synthetic_results(tmp_path)
+    manifest_path = tmp_path / "results" / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    model = {"layers": [{"conv": 8, "kernel": 3, "padding": 1}, {"pool": "max", "kernel": 2}]}
+    architecture = build(model | {"hidden": [32]}, (1, 28, 28), 10)
+    manifest["architecture"] = architecture.to_dict()
+    manifest_path.write_text(json.dumps(manifest))
+    page = render(load_results(*named_inputs(tmp_path)))  # the seed's layers.csv: not trusted
+    assert "layers.csv times layers the network lacks: conv2, conv3" in page
+    write_layers(tmp_path / "results", ALL_BACKENDS, architecture)
+    page = render(load_results(*named_inputs(tmp_path)))
+    rows = _where_rows(page)
+    assert list(rows) == ["conv1", "pool1", "fc1", "fc2"]
+    assert rows["pool1"][1] == ["0"] and rows["pool1"][2] == ["0", "B"]
+    assert rows["pool1"][6] == ["memory", "(L1)", "/", "memory", "(L3)"]
+    assert 'id="above-roof"' not in page
 
 
 def test_verdicts(full_report):

@@ -343,6 +343,7 @@ def test_report_opens_cleanly_in_chromium(tmp_path):
         "summary",
         "training",
         "timing",
+        "where",
         "agreement",
         "gradients",
         "worked-example",

@@ -54,6 +54,7 @@ SLURM_JOBS = Counter(
     throughput=1,
     bench_processes=1,
     machine_limits=1,
+    layer_times=1,
     record_environment=1,
 )
 CPUS = {"train": 2, "train_numpy": 2}  # every other rule: 1

@@ -174,3 +174,28 @@ rule machine_limits:
         ENV
     shell:
         step("machine")
+
+
+rule layer_times:
+    input:
+        weights=WEIGHTS,
+        manifest=MANIFEST,
+        **TEST_DATA,
+    output:
+        csv="results/layers.csv",
+    params:
+        # the bench's settings; backends and threads are the timed inference jobs'
+        job=job(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
+    log:
+        "results/logs/layer_times.log",
+    benchmark:
+        "results/benchmarks/layer_times.tsv"
+    # a short timed job: it runs alone
+    threads: whole_machine(INFERENCE["threads"])
+    resources:
+        mem_mb=4096,
+        runtime=15,
+    conda:
+        ENV
+    shell:
+        step("layer_times")

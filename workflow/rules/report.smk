@@ -10,6 +10,7 @@ rule report:
         throughput=rules.throughput.output[0],
         bench_processes=rules.bench_processes.output.json,
         machine=rules.machine_limits.output.json,
+        layers=rules.layer_times.output.csv,
         agreement=rules.agreement.output.agreement,
         accuracy=rules.agreement.output.accuracy,
         disagreements=rules.agreement.output.disagreements,

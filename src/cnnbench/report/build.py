@@ -19,6 +19,7 @@ from .sections import (
     timing,
     training,
     training_numpy,
+    where,
     worked_example,
 )
 
@@ -35,6 +36,7 @@ def build_context(results: Results, generated_at: str) -> dict[str, Any]:
         "training_numpy": training_numpy.section(results),
         "timing": timing.section(results, stats),
         "limits": limits.section(results),
+        "where": where.section(results),
         "worked": worked_example.section(results.worked_example_torch),
         "pipeline": provenance.pipeline_time(results),
         "provenance": provenance.section(results),

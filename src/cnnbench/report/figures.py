@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.image
+import matplotlib.lines
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -176,6 +177,128 @@ def bandwidth_curve(bandwidth: list[dict], caches: dict[str, int]) -> str:
     ax.set_xlabel("size of the three arrays (log scale)")
     ax.set_ylabel("GB/s (log scale)")
     ax.set_title("Triad bandwidth, one thread")
+    return to_data_uri(figure)
+
+
+@_themed
+def layer_time_bars(table: pd.DataFrame, order: list[str], layers: list[str]) -> str:
+    """At batch 1 and at the large batch, one bar per backend: each layer's share of its time per
+    image, the total written at the end (the slow backends' large batch is their sample)."""
+    figure, axes = _figure(10, 0.8 * len(order) + 1.8, ncols=2)
+    colours = dict(zip(layers, sns.color_palette("tab10", len(layers)), strict=False))
+    for ax, large in zip(axes, (False, True), strict=True):
+        names, totals, shares = [], [], []
+        for name in order:
+            rows = table[table["backend"] == name]
+            size = rows["batch_size"].max() if large else 1
+            rows = rows[rows["batch_size"] == size].set_index("layer")["seconds"]
+            if rows.empty or rows.sum() <= 0:
+                continue
+            names.append(name if not large else f"{name} ({size:,})")
+            totals.append(rows.sum())
+            shares.append([rows.get(layer, 0.0) / rows.sum() for layer in layers])
+        positions = np.arange(len(names))
+        left = np.zeros(len(names))
+        for k, layer in enumerate(layers):
+            values = np.array([share[k] for share in shares])
+            ax.barh(positions, values, left=left, color=colours[layer], label=layer)
+            left += values
+        for position, total in zip(positions, totals, strict=True):
+            ax.annotate(
+                fmt.duration(total),
+                (1.0, position),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        ax.set_yticks(positions, names)
+        ax.set_xlim(0, 1.25)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "25 %", "50 %", "75 %", "100 %"])
+        ax.set_title("batch 1" if not large else "large batch (images per call)")
+        ax.set_xlabel("share of the time per image (total at the end)")
+        ax.invert_yaxis()
+    axes[1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return to_data_uri(figure)
+
+
+@_themed
+def roofline(points: list[dict], peak: float, roofs: dict[str, float], machine: dict) -> str:
+    """Arithmetic intensity against achieved GFLOP/s (log-log): the measured compute roofs, a
+    bandwidth roof per cache level, one point per layer, backend and batch size (filled: batch 1,
+    open: the large batch)."""
+    figure, ax = _figure(10, 5.4)
+    flops = [p for p in points if p["flops"]]
+    low = min(p["intensity"] for p in flops) / 3
+    high = max(p["intensity"] for p in flops) * 3
+    grid = np.geomspace(low, high, 200)
+    handles = []
+    for (level, bandwidth), style in zip(roofs.items(), ("-", "--", "-.", ":", "-"), strict=False):
+        (line,) = ax.plot(
+            grid,
+            np.minimum(grid * bandwidth, peak),
+            style,
+            color="black",
+            linewidth=1,
+            label=f"{level} {fmt.sig(bandwidth, 3)} GB/s",
+        )
+        handles.append(line)
+    for key, label in (
+        ("matmul", "BLAS matmul"),
+        ("onnxruntime_matmul", "ONNX Runtime matmul"),
+        ("numba_dot", "numba dot"),
+    ):
+        if machine.get(key):
+            rate = float(machine[key]["gflops"])
+            handles.append(
+                ax.axhline(
+                    rate,
+                    color="grey",
+                    linewidth=0.8,
+                    linestyle=":",
+                    label=f"{label} {fmt.sig(rate, 3)} GFLOP/s",
+                )
+            )
+    names = list(dict.fromkeys(p["backend"] for p in flops))
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+    layers = list(dict.fromkeys(p["layer"] for p in flops))
+    markers = dict(zip(layers, ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<"), strict=False))
+    for p in flops:
+        colour = palette[p["backend"]]
+        ax.scatter(
+            p["intensity"],
+            p["achieved"],
+            marker=markers.get(p["layer"], "o"),
+            s=36,
+            color=colour if p["batch"] == 1 else "white",
+            edgecolor=colour,
+            linewidth=1.2,
+        )
+    line2d = matplotlib.lines.Line2D
+    handles += [line2d([], [], color=palette[n], marker="o", linestyle="", label=n) for n in names]
+    handles += [
+        line2d([], [], color="grey", marker=markers[n], linestyle="", label=n) for n in layers
+    ]
+    handles += [
+        line2d([], [], color="grey", marker="o", linestyle="", label="batch 1"),
+        line2d(
+            [],
+            [],
+            color="grey",
+            marker="o",
+            markerfacecolor="white",
+            linestyle="",
+            label="large batch",
+        ),
+    ]
+    ax.legend(
+        handles=handles, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved, log scale)")
+    ax.set_ylabel("achieved GFLOP/s (log scale)")
+    ax.set_title("Roofline: every layer of every backend against this machine's roofs")
     return to_data_uri(figure)
 
 

@@ -8,7 +8,8 @@ renders and says what it could not find.
 Named inputs: metrics, manifest, weights, data (the dataset files), gradcheck, inference (every
 backend's csv and json), throughput, bench_processes (optional: the bench repeated in fresh
 processes, results/bench_processes.json), machine (optional: this machine's measured limits,
-results/machine.json), agreement, accuracy, disagreements, environment, benchmarks
+results/machine.json), layers (optional: every backend's time per layer, results/layers.csv),
+agreement, accuracy, disagreements, environment, benchmarks
 (benchmark tsvs), worked_example (optional: PyTorch's result for the worked example).
 """
 
@@ -70,6 +71,8 @@ class Results:
     bench_processes: dict[str, Any] = field(default_factory=dict)
     # This machine's limits (results/machine.json): optional, no roofs without it
     machine: dict[str, Any] = field(default_factory=dict)
+    # Every backend's time per layer (results/layers.csv): optional, no per-layer part without it
+    layers: pd.DataFrame | None = None
 
     @property
     def present_backends(self) -> list[Backend]:
@@ -110,6 +113,7 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
     numpy_summary = reader.paths("training_numpy_summary", quiet=True)
     bench_processes = reader.paths("bench_processes", quiet=True)
     machine = reader.paths("machine", quiet=True)
+    layers = reader.paths("layers", quiet=True)
     return Results(
         config=config or {},
         config_text=config_text,
@@ -133,6 +137,7 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
         training_numpy_summary=(_json(numpy_summary[0], notes) or {}) if numpy_summary else {},
         bench_processes=(_json(bench_processes[0], notes) or {}) if bench_processes else {},
         machine=(_json(machine[0], notes) or {}) if machine else {},
+        layers=_csv(layers[0], notes, empty_ok=True) if layers else None,
     )
 
 

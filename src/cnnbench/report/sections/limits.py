@@ -9,6 +9,24 @@ from typing import Any
 from .. import figures, fmt
 from ..inputs import Results
 
+PEAKS = (  # machine.json key, what was measured, how
+    (
+        "matmul",
+        "matrix multiply through NumPy's BLAS",
+        lambda m: f"{m['size']}×{m['size']} float32, fastest call",
+    ),
+    (
+        "onnxruntime_matmul",
+        "matrix multiply through ONNX Runtime",
+        lambda m: f"{m['size']}×{m['size']} float32, fastest call",
+    ),
+    (
+        "numba_dot",
+        "dot product compiled by numba",
+        lambda m: f"{m['width']} float32 elements in the L1 cache, fastest call",
+    ),
+)
+
 
 def section(results: Results) -> dict[str, Any] | None:
     """None without machine.json (or one without roofs)."""
@@ -24,16 +42,12 @@ def section(results: Results) -> dict[str, Any] | None:
     return {
         "peaks": [
             {
-                "name": "matrix multiply through NumPy's BLAS",
-                "detail": f"{machine['matmul']['size']}×{machine['matmul']['size']} float32, "
-                "best of 5 calls",
-                "rate": gflops(machine["matmul"]["gflops"]),
-            },
-            {
-                "name": "dot product compiled by numba",
-                "detail": f"{machine['numba_dot']['width']} float32 elements, in the L1 cache",
-                "rate": gflops(machine["numba_dot"]["gflops"]),
-            },
+                "name": name,
+                "detail": detail(machine[key]),
+                "rate": gflops(machine[key]["gflops"]),
+            }
+            for key, name, detail in PEAKS
+            if machine.get(key)
         ],
         "roofs": [
             {

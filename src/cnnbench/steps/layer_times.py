@@ -1,0 +1,52 @@
+"""Where the time goes: every backend's seconds per image in each layer of the architecture, at
+batch 1 and the large batch, beside its whole forward pass (cnnbench.bench.layers says how each
+backend is split). Backends that cannot be split yet have no rows.
+
+Job: input weights, manifest (the weights must have its sha256), test_images, test_labels; output
+csv (COLUMNS); settings: the config's ``bench`` section (images, rounds, batch_size, loop_images)
+with ``backends`` and ``threads`` from ``inference``.
+"""
+
+from __future__ import annotations
+
+from cnnbench.backends import SLOW
+from cnnbench.bench.layers import measure
+from cnnbench.common.files import write_rows
+from cnnbench.common.job import Job, run_job
+from cnnbench.common.runtime import set_threads
+from cnnbench.data import load_split, to_model_input
+from cnnbench.network.weights import verify_exported
+
+COLUMNS = ["backend", "batch_size", "layer", "seconds", "forward_s", "method"]
+
+
+def batches(settings: dict) -> dict[str, list[tuple[int, int]]]:
+    """Per backend: (batch size, timed passes per block) at batch 1 and the large batch; the slow
+    backends run ``loop_images`` images, one pass per block."""
+    out = {}
+    for name in settings["backends"]:
+        if name in SLOW:
+            out[name] = [(1, 1), (settings["loop_images"], 1)]
+        else:
+            out[name] = [(1, settings["images"]), (settings["batch_size"], settings["rounds"])]
+    return out
+
+
+def run(job: Job) -> None:
+    settings = job.settings
+    set_threads(settings["threads"])
+    architecture = verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
+    images, _ = load_split(
+        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
+    )
+    x = to_model_input(images[: max(settings["batch_size"], settings["loop_images"])])
+    rows, unsplit = measure(
+        settings["backends"], job.path("input", "weights"), architecture, x, batches(settings)
+    )
+    for name in unsplit:
+        print(f"{name}: no way to split it by layer yet (no Backend.stages()); left out")
+    write_rows(rows, COLUMNS, job.path("output", "csv"))
+
+
+if __name__ == "__main__":
+    run_job(run)
