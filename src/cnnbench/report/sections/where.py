@@ -175,7 +175,7 @@ def _layer_rows(architecture, caches, large, points, order, peak, roofs) -> list
             for size in (1, large):
                 point = by_key.get((name, size, layer.name))
                 cell.append(f"{fmt.sig(point['distance'], 2)}×" if point else "–")
-            cells.append(" / ".join(cell))
+            cells.append(cell)
         rows.append(
             {
                 "layer": layer.name,
@@ -184,12 +184,12 @@ def _layer_rows(architecture, caches, large, points, order, peak, roofs) -> list
                 "weights": fmt.kibibytes(w1["weights"]),
                 "input": fmt.kibibytes(w1["input"]),
                 "output": fmt.kibibytes(w1["output"]),
-                "intensity": " / ".join(
+                "intensity": [
                     f"{fmt.sig(w['intensity'], 3)}" if w["flops"] else "0" for w in (w1, wn)
-                ),
-                "bound": " / ".join(attainable(w, peak, roofs)[1] for w in (w1, wn))
+                ],
+                "bound": [attainable(w, peak, roofs)[1] for w in (w1, wn)]
                 if roofs and peak
-                else "–",
+                else ["–"],
                 "distances": cells,
             }
         )
