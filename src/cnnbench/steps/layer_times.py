@@ -21,14 +21,15 @@ COLUMNS = ["backend", "batch_size", "layer", "seconds", "forward_s", "method"]
 
 
 def batches(settings: dict) -> dict[str, list[tuple[int, int]]]:
-    """Per backend: (batch size, timed passes per block) at batch 1 and the large batch; the slow
-    backends run ``loop_images`` images, one pass per block."""
+    """Per backend: (batch size, timed passes per block) at batch 1 and the large batch (once if
+    they are the same); the slow backends' large batch is ``loop_images``, one pass per block."""
     out = {}
     for name in settings["backends"]:
         if name in SLOW:
-            out[name] = [(1, 1), (settings["loop_images"], 1)]
+            out[name] = [(size, 1) for size in sorted({1, settings["loop_images"]})]
         else:
-            out[name] = [(1, settings["images"]), (settings["batch_size"], settings["rounds"])]
+            sizes = {1: settings["images"], settings["batch_size"]: settings["rounds"]}
+            out[name] = sorted(sizes.items())
     return out
 
 
