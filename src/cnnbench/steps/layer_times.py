@@ -14,8 +14,8 @@ from cnnbench.bench.layers import measure
 from cnnbench.common.files import write_rows
 from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import set_threads
-from cnnbench.data import load_split, to_model_input
-from cnnbench.network.weights import verify_exported
+from cnnbench.data import to_model_input
+from cnnbench.steps import verified_test_split
 
 COLUMNS = ["backend", "batch_size", "layer", "seconds", "forward_s", "method"]
 
@@ -36,10 +36,7 @@ def batches(settings: dict) -> dict[str, list[tuple[int, int]]]:
 def run(job: Job) -> None:
     settings = job.settings
     set_threads(settings["threads"])
-    architecture = verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
-    images, _ = load_split(
-        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
-    )
+    architecture, images, _ = verified_test_split(job)
     x = to_model_input(images[: max(settings["batch_size"], settings["loop_images"])])
     rows, unsplit = measure(
         settings["backends"], job.path("input", "weights"), architecture, x, batches(settings)
