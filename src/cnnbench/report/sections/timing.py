@@ -191,7 +191,7 @@ def _method(results: Results) -> dict[str, Any]:
                 "mean_load": core_share(row.get("mean_load")),
             }
             for row in results.benchmarks.to_dict("records")
-            if row["name"].startswith(("infer", "throughput", "bench"))
+            if row["name"].startswith(("infer", "throughput", "bench", "machine", "layer"))
         ]
     return {
         "threads": ", ".join(_values(metas, inference, "threads")) or "–",
