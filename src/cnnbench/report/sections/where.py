@@ -2,7 +2,8 @@
 per layer, every layer's work and the bytes it must move, and how far each backend is from what
 this machine can do (a roofline).
 
-Per layer, from the architecture (float32): FLOPs = 2 x multiply-adds; bytes that must move per
+Per layer, from the architecture (float32): FLOPs = 2 x the multiply-adds it must do (taps on
+a convolution's zero padding left out: an engine may skip them); bytes that must move per
 image at batch B = weights / B + input + output; arithmetic intensity = FLOPs / bytes. The roof
 that applies: the machine's float32 peak, or the bandwidth of the cache level the working set
 (weights + B x (input + output)) fits in times the intensity, whichever is lower; a layer is
@@ -16,15 +17,32 @@ from __future__ import annotations
 from math import prod
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from cnnbench.network.architecture import ArchitectureError, from_dict
+from cnnbench.network.architecture import CONV, ArchitectureError, from_dict
 
 from .. import figures, fmt
 from ..inputs import Results
 
 BYTES = 4  # float32
 INTERPRETED = 0.01  # below 1 % of the roofs: the interpreter's (or per-call) overhead dominates
+
+
+def useful_macs(layer) -> int:
+    """Multiply-adds a layer must do per image: the architecture's count less a convolution's
+    taps on zero padding, which an engine may skip (ONNX Runtime does: counting them would put
+    its convolutions above the peak)."""
+    if layer.kind != CONV:
+        return layer.macs
+    taps = 1
+    for size, out, kernel in zip(
+        layer.in_shape[1:], layer.out_shape[1:], layer.kernel, strict=True
+    ):
+        starts = np.arange(out) * layer.stride - layer.padding
+        rows = starts[:, None] + np.arange(kernel)[None, :]
+        taps *= int(((rows >= 0) & (rows < size)).sum())
+    return layer.out_shape[0] * layer.in_shape[0] * taps
 
 
 def layer_work(architecture, batch_size: int, caches: dict[str, int]) -> list[dict[str, Any]]:
@@ -41,12 +59,12 @@ def layer_work(architecture, batch_size: int, caches: dict[str, int]) -> list[di
             {
                 "layer": layer.name,
                 "kind": layer.kind,
-                "flops": 2 * layer.macs,
+                "flops": 2 * useful_macs(layer),
                 "weights": weights,
                 "input": moved_in,
                 "output": moved_out,
                 "bytes": per_image,
-                "intensity": 2 * layer.macs / per_image,
+                "intensity": 2 * useful_macs(layer) / per_image,
                 "level": level,
             }
         )
@@ -180,7 +198,8 @@ def _layer_rows(architecture, caches, large, points, order, peak, roofs) -> list
             {
                 "layer": layer.name,
                 "kind": layer.kind + (" + ReLU" if layer.relu else ""),
-                "macs": fmt.integer(layer.macs),
+                "macs": fmt.integer(useful_macs(layer)),
+                "counted": fmt.integer(layer.macs) if useful_macs(layer) != layer.macs else None,
                 "weights": fmt.kibibytes(w1["weights"]),
                 "input": fmt.kibibytes(w1["input"]),
                 "output": fmt.kibibytes(w1["output"]),
