@@ -92,7 +92,30 @@ def test_pipeline_produces_every_result(pipeline):
     report = (results / "report.html").read_text()
     assert "numpy_loops" in report and "onnxruntime" in report and manifest["sha256"] in report
     assert 'id="variance-table"' in report and "Between 2 fresh processes" in report
-    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1", "bench_processes"):
+    # this machine's limits and every splittable backend's time per layer, in the report
+    machine = json.loads((results / "machine.json").read_text())
+    assert machine["peak_gflops"] > 0 and machine["roofs"]["memory"] > 0
+    layers = read_csv(results / "layers.csv")
+    names = [layer["name"] for layer in manifest["architecture"]["layers"]]
+    split = sorted({row["backend"] for row in layers})
+    assert split == sorted(set(BACKENDS) - {"numba_loops"})  # numba_loops: no stages() yet
+    for backend in split:
+        for size in {row["batch_size"] for row in layers if row["backend"] == backend}:
+            rows = [r for r in layers if r["backend"] == backend and r["batch_size"] == size]
+            assert [r["layer"] for r in rows] == names, (backend, size)
+    assert 'id="where-table"' in report and 'id="roofs-table"' in report
+    assert 'id="above-roof"' not in report, "a layer ran above this machine's roofs"
+    for rule in (
+        "train",
+        "gradcheck",
+        "throughput",
+        "infer_numpy_loops_1",
+        "bench_processes",
+        "machine_limits",
+        "layer_times",
+        "train_numpy",
+        "infer_numpy_trained_onnxruntime",
+    ):
         assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
         assert (results / f"logs/{rule}.log").is_file(), rule
 

@@ -129,6 +129,11 @@ def infer_settings(backend, shard):
     return own | {"backend": backend, "shard": shard, "shards": shards_of(backend)}
 
 
+# The NumPy-trained weights go through every fast backend (workflow/rules/train.smk): the loop
+# backend, im2col's exact twin, would take about an hour more.
+NUMPY_TRAINED_BACKENDS = [backend for backend in BACKENDS if backend not in SLOW]
+
+
 def shard_files(extension):
     """Input function: every shard's file of one backend."""
     return lambda wildcards: [
@@ -203,3 +208,34 @@ def step(name):
 def step_sources(name, backends=()):
     """Input: the source files of cnnbench.steps.<name> (see `sources`)."""
     return sources(f"cnnbench.steps.{name}", backends=backends)
+
+
+# Jobs of the benchmarked rules with wildcards, as the run makes them (each from the same values
+# its consumers use); every other benchmarked rule runs once.
+BENCHMARKED_JOBS = {
+    "infer_shard": [
+        {"backend": backend, "shard": shard}
+        for backend in BACKENDS
+        for shard in range(shards_of(backend))
+    ],
+    "infer_numpy_trained": [{"backend": backend} for backend in NUMPY_TRAINED_BACKENDS],
+}
+
+
+def every_benchmark():
+    """Every benchmark file the run writes: each rule's own `benchmark:` path, once per job. A
+    benchmarked rule with wildcards must name its jobs in BENCHMARKED_JOBS (else the workflow
+    stops here), so no rule's wall time silently misses the report's table and total."""
+    files = []
+    for declared in workflow.rules:
+        if not declared.benchmark:
+            continue
+        pattern = getattr(rules, declared.name).benchmark
+        if declared.wildcard_names and declared.name not in BENCHMARKED_JOBS:
+            raise WorkflowError(
+                f"benchmarked per {sorted(declared.wildcard_names)}, rule {declared.name} "
+                "needs its jobs in BENCHMARKED_JOBS (workflow/rules/common.smk)"
+            )
+        for wildcards in BENCHMARKED_JOBS.get(declared.name, [{}]):
+            files.append(pattern.format(**wildcards))
+    return files

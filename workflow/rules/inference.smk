@@ -156,3 +156,51 @@ rule bench_processes:
         ENV
     shell:
         step("bench_processes")
+
+
+rule machine_limits:
+    input:
+        sources=step_sources("machine"),
+    output:
+        json="results/machine.json",
+    params:
+        **step_params(),
+    log:
+        "results/logs/machine_limits.log",
+    benchmark:
+        "results/benchmarks/machine_limits.tsv"
+    # timed: it runs alone (one thread measuring the machine's single-thread limits)
+    threads: whole_machine(1)
+    resources:
+        mem_mb=1024,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        step("machine")
+
+
+rule layer_times:
+    input:
+        sources=step_sources("layer_times", backends=BACKENDS),
+        weights=WEIGHTS,
+        manifest=MANIFEST,
+        **TEST_DATA,
+    output:
+        csv="results/layers.csv",
+    params:
+        # the bench's settings; backends and threads are the timed inference jobs'
+        **step_params(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
+    log:
+        "results/logs/layer_times.log",
+    benchmark:
+        "results/benchmarks/layer_times.tsv"
+    # a short timed job: it runs alone
+    threads: whole_machine(INFERENCE["threads"])
+    resources:
+        mem_mb=4096,
+        runtime=15,
+    conda:
+        ENV
+    shell:
+        step("layer_times")

@@ -10,22 +10,13 @@ rule report:
         inference=expand("results/inference/{backend}.{ext}", backend=BACKENDS, ext=("csv", "json")),
         throughput=rules.throughput.output[0],
         bench_processes=rules.bench_processes.output.json,
+        machine=rules.machine_limits.output.json,
+        layers=rules.layer_times.output.csv,
         agreement=rules.agreement.output.agreement,
         accuracy=rules.agreement.output.accuracy,
         disagreements=rules.agreement.output.disagreements,
         environment=rules.record_environment.output[0],
-        benchmarks=[
-            "results/benchmarks/train.tsv",
-            "results/benchmarks/export_weights.tsv",
-            "results/benchmarks/gradcheck.tsv",
-            "results/benchmarks/throughput.tsv",
-            "results/benchmarks/bench_processes.tsv",
-            *(
-                f"results/benchmarks/infer_{backend}_{shard}.tsv"
-                for backend in BACKENDS
-                for shard in range(shards_of(backend))
-            ),
-        ],
+        benchmarks=every_benchmark(),
         worked_example=rules.torch_worked_example.output[0],
         training_numpy_metrics=rules.train_numpy.output.metrics,
         training_numpy_steps=rules.train_numpy.output.steps,

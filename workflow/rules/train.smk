@@ -106,10 +106,9 @@ rule train_numpy:
         step("train_numpy")
 
 
-# The NumPy-trained weights through every fast backend (the loop backend, im2col's exact twin,
-# would take about an hour more), then agreement: among those backends, and each against the
-# PyTorch-trained reference's torch predictions (how often the two trainings classify alike).
-NUMPY_TRAINED_BACKENDS = [backend for backend in BACKENDS if backend not in SLOW]
+# The NumPy-trained weights through every fast backend (NUMPY_TRAINED_BACKENDS), then
+# agreement: among those backends, and each against the PyTorch-trained reference's torch
+# predictions (how often the two trainings classify alike).
 
 
 rule infer_numpy_trained:
@@ -127,6 +126,8 @@ rule infer_numpy_trained:
         backend="|".join(NUMPY_TRAINED_BACKENDS),
     log:
         "results/logs/infer_numpy_trained_{backend}.log",
+    benchmark:
+        "results/benchmarks/infer_numpy_trained_{backend}.tsv"
     threads: threads_for(INFERENCE["threads"])
     resources:
         mem_mb=2048,

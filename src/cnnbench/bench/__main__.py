@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnbench import backends
+from cnnbench.bench.machine import matmul_gflops
 from cnnbench.common.errors import UserError
 from cnnbench.common.files import write_json
 from cnnbench.common.runtime import load_average, set_threads
@@ -91,19 +92,6 @@ def stage_times(
         for stage, seconds in totals.items():
             samples[stage].append(seconds / len(x))
     return {stage: statistics.median(values) for stage, values in samples.items()}
-
-
-def matmul_gflops(size: int = 1024, rounds: int = 5, clock=time.perf_counter) -> float:
-    """Best single-call float32 matrix-multiply rate (GFLOP/s) on ``size``-cubed operands."""
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, a, out=out)
-    best = float("inf")
-    for _ in range(rounds):
-        started = clock()
-        np.matmul(a, a, out=out)
-        best = min(best, clock() - started)
-    return 2 * size**3 / best / 1e9
 
 
 def blas_description() -> str:
