@@ -77,6 +77,30 @@ def test_random_architectures_match_torch(seed, tmp_path):
             np.testing.assert_array_equal(_composed(backend, x[:1]), backend.predict(x[:1]))
 
 
+def test_padding_and_channels_of_the_input(tmp_path):
+    """Negative images of 3 channels: a max pool's padding must never win (-inf, not 0), an
+    average pool's counts as zeros, and the NCHW input becomes each backend's own layout."""
+    model = {
+        "layers": [
+            {"pool": "max", "kernel": 3, "stride": 2, "padding": 1},
+            {"conv": 5, "kernel": 2, "padding": 1},
+            {"pool": "avg", "kernel": 3, "stride": 1, "padding": 1},
+        ],
+        "hidden": [3],
+    }
+    architecture = build(model, (3, 9, 11), 4)
+    arrays = random_weights(architecture, 0)
+    x = -1 - np.random.default_rng(0).random((IMAGES, 3, 9, 11), dtype=np.float32)
+    reference = _float64_logits(arrays, architecture, x)
+    scale = np.abs(reference).max()
+    assert np.ptp(reference, axis=0).max() > 100 * TOLERANCE * scale
+    for name, backend in _load_all(FLOAT32, arrays, architecture, tmp_path).items():
+        logits = backend.predict(x)
+        assert np.abs(logits - reference).max() <= TOLERANCE * scale, name
+        if name in STAGED:
+            np.testing.assert_array_equal(_composed(backend, x), logits, err_msg=name)
+
+
 def test_random_architectures_cover_the_issue():
     """The drawn networks span what the issue asks for."""
     layers = [
