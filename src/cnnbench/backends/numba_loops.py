@@ -115,6 +115,12 @@ class _Arena:
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
+def _geometry(row):
+    """A conv or pooling layer's output padding, output height and width, kernel height, stride."""
+    return row[OUT_PADDING], row[ROWS], row[COLUMNS], row[KERNEL_H], row[STRIDE]
+
+
+@numba.njit(fastmath=_FASTMATH, boundscheck=False)
 def _gather(flat, corner, row_step, kernel, run, window):
     """Copy the KH runs of KW*C_in floats of one output position's window into ``window``."""
     for kh in range(kernel):
@@ -124,14 +130,15 @@ def _gather(flat, corner, row_step, kernel, run, window):
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _conv_relu(x, weight, bias, windows, out, pad, out_h, out_w, kernel, stride):
+def _conv_relu(x, weight, bias, windows, out, row):
     """x: padded input (HP, WP, C_in); weight (C_out, KH*KW*C_in); windows: (2, >= KH*KW*C_in)
-    scratch; writes ReLU(conv) into ``out[pad:pad + out_h, pad:pad + out_w]``, the next layer's
-    padded input.
+    scratch; writes ReLU(conv) into the interior of ``out``, the next layer's padded input; the
+    geometry from the layer's table ``row``.
 
     Output positions go two at a time (the last one twice when their number is odd) and output
     channels four at a time: 8 sums in registers, each weight loaded once for two positions and
     each input once for four channels; channels beyond a multiple of four one at a time."""
+    pad, out_h, out_w, kernel, stride = _geometry(row)
     _, padded_w, in_c = x.shape
     out_c, depth = weight.shape
     run = depth // kernel  # KW*C_in contiguous floats per kernel row
@@ -188,9 +195,10 @@ def _conv_relu(x, weight, bias, windows, out, pad, out_h, out_w, kernel, stride)
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _conv_relu_narrow(x, weight, bias, windows, out, pad, out_h, out_w, kernel, stride):
+def _conv_relu_narrow(x, weight, bias, windows, out, row):
     """``_conv_relu`` for windows too short to vectorize along (fewer than NARROW_DEPTH taps): the
     inner loop runs along the output channels instead, weight is (KH*KW*C_in, C_out)."""
+    pad, out_h, out_w, kernel, stride = _geometry(row)
     _, padded_w, in_c = x.shape
     depth, out_c = weight.shape
     run = depth // kernel
@@ -213,9 +221,11 @@ def _conv_relu_narrow(x, weight, bias, windows, out, pad, out_h, out_w, kernel, 
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _pool(x, out, pad, out_h, out_w, kernel_h, kernel_w, stride, average):
+def _pool(x, out, row, average):
     """Max (``average`` False; x padded with -inf) or average (x padded with zeros, every window
-    divided by its KH*KW taps) pooling of x (HP, WP, C) into ``out[pad:pad + out_h, ...]``."""
+    divided by its KH*KW taps) pooling of x (HP, WP, C) into the interior of ``out``."""
+    pad, out_h, out_w, kernel_h, stride = _geometry(row)
+    kernel_w = row[KERNEL_W]
     channels = x.shape[2]
     area = kernel_h * kernel_w
     for oh in range(out_h):
@@ -305,7 +315,6 @@ def _run(source, first, last, table, arena, params, windows, dest):
             x = _buffer(arena, row, 0)
             out = _buffer(arena, row, 1)
             out_c = row[OUT_CHANNELS]
-            pad = row[OUT_PADDING]
             bias = params[row[BIAS] : row[BIAS] + out_c]
             if kind == _LINEAR:
                 size = x.size
@@ -314,45 +323,13 @@ def _run(source, first, last, table, arena, params, windows, dest):
             elif kind == _CONV:
                 depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
                 weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((out_c, depth))
-                _conv_relu(
-                    x,
-                    weight,
-                    bias,
-                    windows,
-                    out,
-                    pad,
-                    row[ROWS],
-                    row[COLUMNS],
-                    row[KERNEL_H],
-                    row[STRIDE],
-                )
+                _conv_relu(x, weight, bias, windows, out, row)
             elif kind == _CONV_NARROW:
                 depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
                 weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((depth, out_c))
-                _conv_relu_narrow(
-                    x,
-                    weight,
-                    bias,
-                    windows,
-                    out,
-                    pad,
-                    row[ROWS],
-                    row[COLUMNS],
-                    row[KERNEL_H],
-                    row[STRIDE],
-                )
+                _conv_relu_narrow(x, weight, bias, windows, out, row)
             else:
-                _pool(
-                    x,
-                    out,
-                    pad,
-                    row[ROWS],
-                    row[COLUMNS],
-                    row[KERNEL_H],
-                    row[KERNEL_W],
-                    row[STRIDE],
-                    kind == _AVGPOOL,
-                )
+                _pool(x, out, row, kind == _AVGPOOL)
         row = table[last - 1]
         out = _buffer(arena, row, 1)
         pad = row[OUT_PADDING]
