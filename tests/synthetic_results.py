@@ -437,7 +437,7 @@ def _write_machine(results: Path) -> None:
 
 
 # layers.csv (cnnbench.steps.layer_times): each layer's share of a backend's time per image;
-# the layers add up to LAYER_SUM of the whole forward pass. numba_loops is not split.
+# the layers add up to LAYER_SUM of the whole forward pass. numba_loops has no rows here: the report copes with a backend left unsplit.
 LAYER_SUM = 1.04
 LARGE_BATCH = {"numpy_loops": 2}  # the slow backend's sample; the others' is 250
 

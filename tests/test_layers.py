@@ -15,7 +15,7 @@ from cnnbench import backends
 from cnnbench.bench import layers
 from cnnbench.network.architecture import SEED, build
 
-SPLIT = ["torch", "onnxruntime", "numpy_im2col", "numpy_loops"]
+SPLIT = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
 
 
 @pytest.fixture(autouse=True)
@@ -116,9 +116,12 @@ def test_step_writes_every_layer_of_every_split_backend(weights_path, mnist_dir,
     names = [layer.name for layer in SEED.layers]
     expected = {("torch", s, n) for s in (1, 6) for n in names}
     expected |= {("onnxruntime", s, n) for s in (1, 6) for n in names}
+    expected |= {("numba_loops", s, n) for s in (1, 6) for n in names}
     expected |= {("numpy_loops", 1, n) for n in names}
     assert keys == expected and len(rows) == len(expected)
-    assert "numba_loops: no way to split it by layer yet" in result.stdout
+    assert {r["method"] for r in rows if r["backend"] == "numba_loops"} == {
+        layers.METHODS["stages"]
+    }
     assert {r["method"] for r in rows if r["backend"] == "torch"} == {layers.METHODS["torch"]}
 
 

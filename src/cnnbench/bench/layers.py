@@ -4,10 +4,8 @@ its whole forward pass timed the usual way (``predict``, clock around the call o
 A layer's time includes its ReLU; flatten (a copy or a view) counts where the backend does it,
 in the last feature layer or the first linear one. How each backend is split (``METHODS``):
 
-- ``Backend.stages()`` where a backend provides it: one callable per layer, applied in order,
-  each timed on its own (the hand-written backends' own code, split by them);
-- numpy_im2col: its forward pass as a generator of named stages (im2col, matmul, ReLU per layer);
-- numpy_loops: the network's per-layer calls, each timed from its start to the next one's;
+- the hand-written backends (numpy_im2col, numba_loops, numpy_loops): ``Backend.stages()``, one
+  callable per layer, applied in order, each timed on its own (their own code, split by them);
 - torch: a forward pre-hook on every layer's module: a layer runs from its module's start to the
   next one's (ReLU and flatten between them), the last to the end of the forward pass;
 - onnxruntime: ONNX Runtime's own profiler, per node; fused and rewritten nodes keep the layer's
@@ -36,8 +34,6 @@ from cnnbench.network.architecture import Architecture
 
 METHODS = {
     "stages": "Backend.stages(): each layer's callable timed on its own",
-    "im2col": "the im2col forward pass's named stages, timed between them",
-    "loops": "each layer's call timed from its start to the next layer's",
     "torch": "forward pre-hooks on each layer's module (ReLU and flatten in the layer before)",
     "onnxruntime": "ONNX Runtime's profiler, per node (inserted reorders in the layer before)",
 }
@@ -45,16 +41,15 @@ clock = time.perf_counter
 
 
 def method_of(backend: backends.Backend) -> str | None:
-    """The METHODS key that splits ``backend`` by layer, or None."""
-    if callable(getattr(backend, "stages", None)):
-        return "stages"
-    if backend.name == "numpy_im2col":
-        return "im2col"
-    if backend.name == "numpy_loops":
-        return "loops"
+    """The METHODS key that splits ``backend`` by layer, or None. The peer and the reference are
+    split by their own profiling (torch's stages would time eager calls outside its model)."""
     if backend.name in ("torch", "onnxruntime"):
         return backend.name
-    return None
+    try:
+        backend.stages()
+    except NotImplementedError:
+        return None
+    return "stages"
 
 
 SPLITTERS = {}  # METHODS key -> function(backend, x, passes) -> [{layer: seconds}] per pass
@@ -83,34 +78,22 @@ def layer_and_forward_seconds(
     return layers, statistics.median(whole)
 
 
+def stage_seconds(
+    stages: list[tuple[str, Callable[[np.ndarray], np.ndarray]]], x: np.ndarray, timer=None
+) -> dict[str, float]:
+    """Seconds of each stage in one pass of batch ``x`` through ``stages``, each timed alone."""
+    timer = timer or clock
+    times, h = {}, x
+    for name, stage in stages:
+        started = timer()
+        h = stage(h)
+        times[name] = timer() - started
+    return times
+
+
 def _stages(backend, x, passes) -> list[dict[str, float]]:
-    stages: list[tuple[str, Callable[[np.ndarray], np.ndarray]]] = backend.stages()
-    samples = []
-    for _ in range(passes):
-        times, h = {}, x
-        for name, stage in stages:
-            started = clock()
-            h = stage(h)
-            times[name] = clock() - started
-        samples.append(times)
-    return samples
-
-
-def _im2col(backend, x, passes) -> list[dict[str, float]]:
-    network = backend.network
-    logits = np.empty((len(x), backend.architecture.classes), dtype=np.float32)
-    first = backend.architecture.layers[0].name
-    samples = []
-    for _ in range(passes):
-        times: dict[str, float] = collections.defaultdict(float)
-        before = clock()
-        for stage in network.stages(x, logits):
-            now = clock()
-            layer = first if stage == "input" else stage.split()[0]  # "conv2 matmul" -> conv2
-            times[layer] += now - before
-            before = now
-        samples.append(dict(times))
-    return samples
+    stages = backend.stages()
+    return [stage_seconds(stages, x) for _ in range(passes)]
 
 
 class _Timeline:
@@ -128,50 +111,6 @@ class _Timeline:
             name: after - before
             for (name, before), (_, after) in zip(self.marks, self.marks[1:], strict=False)
         }
-
-
-class _TimedVariant:
-    """A loop network's layer functions, each call marking its layer's start on a timeline."""
-
-    def __init__(self, variant, architecture: Architecture, timeline: _Timeline) -> None:
-        self._variant, self._timeline = variant, timeline
-        self._feature = [layer.name for layer in architecture.feature_layers]
-        self._linear = [layer.name for layer in architecture.linear_layers]
-        self._calls = {"conv2d": 0, "linear": 0}
-
-    def reset(self) -> None:
-        self._calls = {"conv2d": 0, "linear": 0}
-
-    def __getattr__(self, attribute):
-        function = getattr(self._variant, attribute)
-        if attribute not in self._calls:
-            return function
-        names = self._feature if attribute == "conv2d" else self._linear
-
-        def timed(*args, **kwargs):
-            self._timeline.mark(names[self._calls[attribute]])
-            self._calls[attribute] += 1
-            return function(*args, **kwargs)
-
-        return timed
-
-
-def _loops(backend, x, passes) -> list[dict[str, float]]:
-    network = backend.network
-    original = network.variant
-    timeline = _Timeline()
-    network.variant = _TimedVariant(original, backend.architecture, timeline)
-    samples = []
-    try:
-        for _ in range(passes):
-            timeline.marks.clear()
-            network.variant.reset()
-            network.logits(x)
-            timeline.mark("end")
-            samples.append(timeline.durations())
-    finally:
-        network.variant = original
-    return samples
 
 
 def _torch(backend, x, passes) -> list[dict[str, float]]:
@@ -241,9 +180,7 @@ def _onnxruntime(backend, x, passes) -> list[dict[str, float]]:
     return samples
 
 
-SPLITTERS.update(
-    stages=_stages, im2col=_im2col, loops=_loops, torch=_torch, onnxruntime=_onnxruntime
-)
+SPLITTERS.update(stages=_stages, torch=_torch, onnxruntime=_onnxruntime)
 
 
 def _layer_of(node: str, architecture: Architecture) -> str | None:
