@@ -10,29 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL
 
 from cnnbench.backends import SLOW
 from cnnbench.network.architecture import SEED
 from cnnbench.network.weights import load_weights, save_weights
 
-REPO = Path(__file__).resolve().parents[1]
-BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
-SMALL = {
-    "train": {"epochs": 1, "limit": 3000, "threads": 1},
-    "train_numpy": {"check_steps": 5},
-    "gradcheck": {"batch_size": 2, "samples": 5},
-    "inference": {
-        "backends": BACKENDS,
-        "limit": 24,
-        "shards": 2,
-        "warmup": 2,
-        "throughput_batch_sizes": [1, 8],
-        "throughput_loop_images": 4,
-        "throughput_repeats": 1,
-    },
-    # the bench in fresh processes, as cheap as it goes while still showing a spread
-    "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
-}
+BACKENDS = SMALL["inference"]["backends"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
@@ -43,12 +27,8 @@ def read_csv(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, mnist_mirror, run_snakemake):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    overlay = {**SMALL, "dataset": {"mirrors": [mnist_mirror]}}
-    result = run_snakemake(workdir, overlay, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir, overlay
+def pipeline(small_run):
+    return small_run
 
 
 def test_pipeline_produces_every_result(pipeline):
@@ -112,14 +92,39 @@ def test_pipeline_produces_every_result(pipeline):
     report = (results / "report.html").read_text()
     assert "numpy_loops" in report and "onnxruntime" in report and manifest["sha256"] in report
     assert 'id="variance-table"' in report and "Between 2 fresh processes" in report
-    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1", "bench_processes"):
+    # this machine's limits and every splittable backend's time per layer, in the report
+    machine = json.loads((results / "machine.json").read_text())
+    assert machine["peak_gflops"] > 0 and machine["roofs"]["memory"] > 0
+    layers = read_csv(results / "layers.csv")
+    names = [layer["name"] for layer in manifest["architecture"]["layers"]]
+    split = sorted({row["backend"] for row in layers})
+    assert split == sorted(set(BACKENDS) - {"numba_loops"})  # numba_loops: no stages() yet
+    for backend in split:
+        for size in {row["batch_size"] for row in layers if row["backend"] == backend}:
+            rows = [r for r in layers if r["backend"] == backend and r["batch_size"] == size]
+            assert [r["layer"] for r in rows] == names, (backend, size)
+    assert 'id="where-table"' in report and 'id="roofs-table"' in report
+    assert 'id="above-roof"' not in report, "a layer ran above this machine's roofs"
+    for rule in (
+        "train",
+        "gradcheck",
+        "throughput",
+        "infer_numpy_loops_1",
+        "bench_processes",
+        "machine_limits",
+        "layer_times",
+        "train_numpy",
+        "infer_numpy_trained_onnxruntime",
+    ):
         assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
         assert (results / f"logs/{rule}.log").is_file(), rule
 
 
 def test_pipeline_rerun_has_nothing_to_do(pipeline, run_snakemake):
     workdir, overlay = pipeline
-    result = run_snakemake(workdir, overlay, "--cores", "2", "--dry-run", timeout=120)
+    result = run_snakemake(
+        workdir, overlay, "--cores", "2", "--dry-run", timeout=120, project=workdir
+    )
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -158,7 +163,9 @@ def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path
     arrays = load_weights(weights, SEED)
     arrays["fc2.bias"] += np.float32(0.5)
     save_weights(weights, arrays, SEED)
-    result = run_snakemake(copy, overlay, "--cores", "1", "results/gradcheck.csv", timeout=300)
+    result = run_snakemake(
+        copy, overlay, "--cores", "1", "results/gradcheck.csv", timeout=300, project=copy
+    )
     assert result.returncode != 0
     log = (copy / "results/logs/gradcheck.log").read_text().strip().splitlines()
     assert log[-1].startswith("cnnbench.steps.gradcheck: error: results/model/weights.npz are not")
@@ -173,6 +180,7 @@ def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path
         "export_weights",
         "results/gradcheck.csv",
         timeout=600,
+        project=copy,
     )
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == exported

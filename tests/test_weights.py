@@ -181,7 +181,7 @@ def test_missing_or_foreign_manifest_is_refused(exported):
         verify_exported(weights, manifest)
 
 
-@pytest.mark.parametrize("step", ["gradcheck", "infer", "throughput"])
+@pytest.mark.parametrize("step", ["gradcheck", "infer", "throughput", "layer_times"])
 def test_no_step_runs_on_weights_that_are_not_the_exported_ones(
     exported, mnist_dir, tmp_path, step
 ):
@@ -204,6 +204,15 @@ def test_no_step_runs_on_weights_that_are_not_the_exported_ones(
             "throughput_batch_sizes": [1],
             "throughput_loop_images": 2,
             "throughput_repeats": 1,
+        },
+        "layer_times": {
+            "backends": ["torch"],
+            "threads": 1,
+            "images": 1,
+            "rounds": 1,
+            "batch_size": 2,
+            "loop_images": 1,
+            "processes": 2,
         },
     }[step]
     outputs = {"csv": str(tmp_path / "out.csv"), "meta": str(tmp_path / "out.json")}
@@ -253,7 +262,14 @@ def test_every_rule_reading_the_weights_reads_the_manifest():
         for name, text in inputs.items()
         if re.search(r"=\s*(WEIGHTS|rules\.export_weights\.output\.weights)\b", text)
     )
-    assert readers == ["bench_processes", "gradcheck", "infer_shard", "report", "throughput"]
+    assert readers == [
+        "bench_processes",
+        "gradcheck",
+        "infer_shard",
+        "layer_times",
+        "report",
+        "throughput",
+    ]
     for name in readers:
         assert re.search(
             r"=\s*(MANIFEST|rules\.export_weights\.output\.manifest)\b", inputs[name]

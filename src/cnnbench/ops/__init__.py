@@ -38,7 +38,7 @@ weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
     opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
-    Im2colInference(arrays, architecture).logits(x) -> float32 logits (N, classes)
+    Im2colInference(arrays, architecture).logits(x) -> float32 logits (N, classes); .stages(): per layer
 
 Example (the README's worked example)::
 
