@@ -98,7 +98,7 @@ def test_pipeline_produces_every_result(pipeline):
     layers = read_csv(results / "layers.csv")
     names = [layer["name"] for layer in manifest["architecture"]["layers"]]
     split = sorted({row["backend"] for row in layers})
-    assert split == sorted(set(BACKENDS) - {"numba_loops"})  # numba_loops: no stages() yet
+    assert split == sorted(BACKENDS)
     for backend in split:
         for size in {row["batch_size"] for row in layers if row["backend"] == backend}:
             rows = [r for r in layers if r["backend"] == backend and r["batch_size"] == size]
