@@ -22,14 +22,28 @@ report: "workflow/report/workflow.rst"
 
 
 # Nested --config values arrive as strings ("inference={limit: 1000}"): type them by the schema,
-# validate, then check what the schema cannot express (finite numbers, distinct file names).
+# complete the dataset from its preset, validate, then check what the schema cannot express
+# (finite numbers, distinct file names). Every experiment's merged config is validated likewise.
 SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-cnnbench.common.config.prepare(config, cnnbench.common.config.load_schema(SCHEMA))
+_schema = cnnbench.common.config.load_schema(SCHEMA)
+cnnbench.common.config.prepare(config, _schema)
+try:
+    EXPERIMENTS = cnnbench.common.config.experiments(config, _schema)
+    cnnbench.common.config.resolve(config)
+except cnnbench.common.config.ConfigError as error:
+    raise WorkflowError(f"Error validating config file: {error}") from None
 validate(config, SCHEMA)
 try:
     cnnbench.common.config.check(config)
     # A network that cannot be built (a layer with no output pixel, say) stops here, before any job.
     ARCHITECTURE = cnnbench.network.architecture.from_config(config)
+    for _name, _experiment in EXPERIMENTS.items():
+        try:
+            cnnbench.network.architecture.from_config(_experiment)
+        except cnnbench.network.architecture.ArchitectureError as error:
+            raise cnnbench.network.architecture.ArchitectureError(
+                f"experiment {_name!r}: {error}"
+            ) from None
 except (cnnbench.common.config.ConfigError, cnnbench.network.architecture.ArchitectureError) as error:
     raise WorkflowError(f"Error validating config file: {error}") from None
 

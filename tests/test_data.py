@@ -349,7 +349,7 @@ def test_a_fresh_clone_fetches_mnist_once_into_a_cache(tmp_path, mnist_dir):
     assert mnist_source.locate_mnist({}, repo, cache, log=messages.append) == cache
     assert sum(m.startswith("fetching") for m in messages) == 4
     assert sum(m.startswith("verified") for m in messages) == 4
-    for spec in config["dataset"]["files"].values():
+    for spec in mnist_source.dataset_config(repo)["files"].values():
         assert data.file_digests(cache / spec["file"])["sha256"] == spec["sha256"]
 
     messages.clear()  # second session: nothing fetched

@@ -1,0 +1,173 @@
+"""Datasets by name and named experiments: presets, merging over the base config, validation."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cnnbench import datasets
+from cnnbench.common import config as cnnbench_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = cnnbench_config.load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+LENET5 = {
+    "layers": [
+        {"conv": 6, "kernel": 5, "padding": 2},
+        {"pool": "max", "kernel": 2},
+        {"conv": 16, "kernel": 5},
+        {"pool": "max", "kernel": 2},
+    ],
+    "hidden": [120, 84],
+}
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+# ---------------------------------------------------------------------------- dataset presets
+
+# torchvision/datasets/mnist.py: MNIST, FashionMNIST and KMNIST .resources (publisher md5s)
+TORCHVISION_MD5 = {
+    "mnist": ["f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432"],
+    "fashion-mnist": ["8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe"],
+    "kmnist": ["bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344"],
+}
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "kmnist", "Fashion-MNIST"])
+def test_a_preset_by_name_fills_files_checksums_and_mirrors(config, name):
+    config["dataset"] = {"name": name}
+    cnnbench_config.resolve(config)
+    dataset = config["dataset"]
+    assert dataset["name"] == name  # as written: the report shows it
+    md5 = [dataset["files"][role]["md5"] for role in ("train_images", "train_labels")]
+    assert md5 == TORCHVISION_MD5[name.lower()]
+    assert dataset["image_size"] == [28, 28] and dataset["classes"] == 10
+    assert dataset["mirrors"] == datasets.PRESETS[name.lower()]["mirrors"]
+    cnnbench_config.check(config)
+    assert not list(_errors(config))
+
+
+def test_only_mnist_carries_sizes(config):
+    """Sizes only where they can be cited; without one, Content-Length bounds a download."""
+    for name, preset in datasets.PRESETS.items():
+        sizes = [spec.get("size") for spec in preset["files"].values()]
+        assert all(sizes) if name == "mnist" else not any(sizes), name
+
+
+def test_a_custom_overlay_keeps_nothing_of_the_preset_files(config):
+    """The issue's report: Fashion-MNIST's files with md5 and sha256 but no size over MNIST
+    used to keep MNIST's size (9912422) through the config merge."""
+    fashion = {"file": "train-images-idx3-ubyte.gz", "md5": "8d4fb7e6c68d591d4c3dfef9ec88bf0d"}
+    files = {role: {**fashion, "file": f"{role}.gz"} for role in datasets.PRESETS["mnist"]["files"]}
+    config["dataset"] = {"name": "mnist", "files": files}
+    cnnbench_config.resolve(config)
+    assert config["dataset"]["files"] == files  # no size, no sha256 merged in
+    assert config["dataset"]["mirrors"] == datasets.PRESETS["mnist"]["mirrors"]
+    config["dataset"] = {"name": "mnist", "mirrors": ["file:///tmp/mnist/"]}
+    cnnbench_config.resolve(config)
+    assert config["dataset"]["files"] == datasets.PRESETS["mnist"]["files"]
+    assert config["dataset"]["mirrors"] == ["file:///tmp/mnist/"]
+
+
+def test_a_custom_name_needs_its_own_files_and_mirrors(config):
+    config["dataset"] = {"name": "emnist"}
+    with pytest.raises(cnnbench_config.ConfigError) as caught:
+        cnnbench_config.resolve(config)
+    assert str(caught.value) == (
+        "dataset.name 'emnist' is no preset (mnist, fashion-mnist, kmnist): a custom dataset "
+        "gives dataset.files and dataset.mirrors itself"
+    )
+    files = copy.deepcopy(datasets.PRESETS["kmnist"]["files"])
+    config["dataset"] = {"name": "my-kmnist", "files": files, "mirrors": ["file:///k/"]}
+    cnnbench_config.resolve(config)
+    assert config["dataset"]["classes"] == 10 and not list(_errors(config))
+
+
+# ---------------------------------------------------------------------------- experiments
+
+
+def _errors(config):
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(SCHEMA).iter_errors(config)
+
+
+def test_no_experiments_is_one_experiment(config):
+    assert config["experiments"] == {}
+    assert cnnbench_config.experiments(config, SCHEMA) == {}
+    del config["experiments"]
+    assert cnnbench_config.experiments(config, SCHEMA) == {}
+
+
+def test_experiments_merge_over_the_base_config(config):
+    config["dataset"]["mirrors"] = ["file:///local/mnist/"]
+    config["experiments"] = {
+        "seed": None,
+        "lenet5": {"model": LENET5, "train": {"epochs": 2}},
+        "fashion": {"dataset": {"name": "fashion-mnist"}},
+        "typed": {"inference": {"limit": "100"}},  # a --config string, typed by the schema
+    }
+    merged = cnnbench_config.experiments(config, SCHEMA)
+    assert list(merged) == ["seed", "lenet5", "fashion", "typed"]  # the given order
+    base = {key: value for key, value in config.items() if key != "experiments"}
+    cnnbench_config.resolve(base)
+    assert merged["seed"] == base
+    assert merged["lenet5"]["model"] == LENET5
+    assert merged["lenet5"]["train"] == {**base["train"], "epochs": 2}  # key by key
+    # a dataset section replaces the base's whole: the local MNIST mirror is not Fashion's
+    assert merged["fashion"]["dataset"] == {
+        "name": "fashion-mnist",
+        **datasets.preset("fashion-mnist"),
+    }
+    assert merged["fashion"]["dataset"]["mirrors"] == datasets.PRESETS["fashion-mnist"]["mirrors"]
+    assert merged["typed"]["inference"]["limit"] == 100
+    assert "experiments" not in merged["seed"]
+    assert config["experiments"]["lenet5"] == {"model": LENET5, "train": {"epochs": 2}}  # untouched
+
+
+@pytest.mark.parametrize(
+    ("experiment", "message"),
+    [
+        (
+            {"train": {"epochs": 0}},
+            "experiment 'bad': config train.epochs: 0 is less than the minimum of 1",
+        ),
+        (
+            {"model": {"layers": [{"conv": 8, "kernel": 3, "stride": 0}]}},
+            "experiment 'bad': config model.layers[0]",
+        ),
+        (
+            {"train": {"epocs": 3}},
+            "experiment 'bad': config train: Additional properties are not allowed ('epocs'",
+        ),
+        ({"dataset": {"name": "emnist"}}, "experiment 'bad': dataset.name 'emnist' is no preset"),
+        ({"train": {"lr": float("nan")}}, "experiment 'bad': config train.lr is nan"),
+    ],
+)
+def test_a_bad_experiment_is_named_with_its_key(config, experiment, message):
+    config["experiments"] = {"good": {}, "bad": experiment}
+    with pytest.raises(cnnbench_config.ConfigError) as caught:
+        cnnbench_config.experiments(config, SCHEMA)
+    assert str(caught.value).startswith(message), caught.value
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("experiments", "complaint"),
+    [
+        ({"a/b": {}}, "does not match"),
+        ({"../up": {}}, "does not match"),
+        ({"": {}}, "does not match"),
+        ({"x": {"modle": {}}}, "Additional properties are not allowed ('modle'"),
+        ({"x": {"experiments": {}}}, "Additional properties are not allowed ('experiments'"),
+    ],
+)
+def test_experiment_names_are_plain_and_keys_known(config, experiments, complaint):
+    config["experiments"] = experiments
+    cnnbench_config.resolve(config)
+    messages = [error.message for error in _errors(config)]
+    assert any(complaint in message for message in messages), messages
