@@ -164,6 +164,7 @@ def write_synthetic_results(
     weights = results / "model" / "weights.npz"
     weights.write_bytes(b"synthetic weights")
     manifest = {
+        "architecture": SEED.to_dict(),
         "parameters": {
             name: {"shape": list(shape), "dtype": "float32"}
             for name, shape in SEED.parameter_shapes.items()

@@ -20,6 +20,7 @@ from synthetic_results import (
     write_synthetic_results,
 )
 
+from cnnbench.network.architecture import build
 from cnnbench.report import build_report, fmt, load_results, render
 from cnnbench.report.sections import worked_example as worked
 from cnnbench.steps import worked_example
@@ -188,6 +189,57 @@ def test_variance_left_out_without_the_bench(tmp_path):
     ).group(1)
 
 
+def _network_rows(page: str) -> list[list[str]]:
+    table = re.search(r'<table[^>]*id="network-table".*?</table>', page, re.S).group(0)
+    return [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
+        if "<td" in row
+    ]
+
+
+def test_network_table_shows_the_manifests_architecture(full_report, tmp_path):
+    rows = _network_rows(full_report[1])
+    assert rows[0] == [
+        "conv1",
+        "conv 3×3 /2 pad 1 + ReLU",
+        "32 × 14 × 14",
+        "320",
+        "56,448",
+        "2.1 %",
+    ]
+    assert [row[0] for row in rows] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    assert rows[-1][1:5] == ["linear", "10", "2,510", "2,500"]
+    # another network: the table follows the manifest, never a list written for the seed's
+    write_synthetic_results(tmp_path)
+    manifest_path = tmp_path / "results" / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    lenet = {
+        "layers": [
+            {"conv": 6, "kernel": 5, "padding": 2},
+            {"pool": "max", "kernel": 2},
+            {"conv": 16, "kernel": 5},
+            {"pool": "avg", "kernel": 2},
+        ],
+        "hidden": [120, 84],
+    }
+    manifest["architecture"] = build(lenet, (1, 28, 28), 10).to_dict()
+    manifest_path.write_text(json.dumps(manifest))
+    page = build_report(*named_inputs(tmp_path), tmp_path / "report.html").read_text()
+    rows = _network_rows(page)
+    assert [row[:3] for row in rows] == [
+        ["conv1", "conv 5×5 /1 pad 2 + ReLU", "6 × 28 × 28"],
+        ["pool1", "max pool 2×2 /2", "6 × 14 × 14"],
+        ["conv2", "conv 5×5 /1 + ReLU", "16 × 10 × 10"],
+        ["pool2", "avg pool 2×2 /2", "16 × 5 × 5"],
+        ["fc1", "linear + ReLU", "120"],
+        ["fc2", "linear + ReLU", "84"],
+        ["fc3", "linear", "10"],
+    ]
+    assert rows[1][3:5] == ["0", "0"]  # pooling: no parameters, no multiply-adds counted
+    assert "61,706</strong> parameters" in page  # LeNet-5's well-known count
+
+
 def test_verdicts(full_report):
     _, page = full_report
     summary = _section(page, "summary")
@@ -291,7 +343,7 @@ def test_subset_of_backends_and_fewer_images(tmp_path):
     assert worked_example.count('class="badge pass">matches<') == 4  # loops, im2col, PyTorch, hand
     assert "torch.nn.functional.conv2d (torch 2.13.0)" in worked_example
     assert "is not shown" not in worked_example
-    assert "None: every backend predicts the same digit on every image." in page
+    assert "None: every backend predicts the same class on every image." in page
 
 
 def test_missing_files_are_reported_not_fatal(tmp_path):

@@ -134,14 +134,14 @@ class Im2colInference:
         return self._conv_workspaces[m]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """float32 logits (N, 10) for a C-contiguous float32 batch (N, 1, 28, 28), a fresh array."""
+        """float32 logits (N, classes) for a C-contiguous float32 batch (N, C, H, W), a fresh array."""
         logits = np.empty((len(x), self.fc2.shape[1]), dtype=np.float32)
         for _ in self.stages(x, logits):
             pass
         return logits
 
     def stages(self, x: np.ndarray, logits: np.ndarray) -> Iterator[str]:
-        """Run the forward pass of checked input ``x`` into ``logits`` (N, 10), yielding each
+        """Run the forward pass of checked input ``x`` into ``logits`` (N, classes), yielding each
         stage's name as it completes (per-stage timing; a conv stage runs once per chunk)."""
         n = len(x)
         features, hidden = self._fc_buffers(n)

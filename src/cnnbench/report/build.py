@@ -12,6 +12,7 @@ from .sections import (
     agreement,
     dataset,
     gradcheck,
+    network,
     provenance,
     summary,
     timing,
@@ -25,6 +26,7 @@ def build_context(results: Results, generated_at: str) -> dict[str, Any]:
     stats = latency_stats(results)
     parts = {
         "dataset": dataset.section(results),
+        "network": network.section(results),
         "weights": dataset.weights(results),
         "agreement": agreement.section(results),
         "gradcheck": gradcheck.section(results),

@@ -116,7 +116,7 @@ def batches(
 
 @dataclass
 class Prepared:
-    """A run's training inputs in one dtype: images (N, 1, 28, 28) and int64 labels."""
+    """A run's training inputs in one dtype: images (N, 1, H, W) and int64 labels."""
 
     x: np.ndarray
     labels: np.ndarray
