@@ -1,6 +1,7 @@
 """Datasets by name and named experiments: presets, merging over the base config, validation."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import yaml
 
 from cnnbench import datasets
 from cnnbench.common import config as cnnbench_config
+from cnnbench.common import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = cnnbench_config.load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -171,3 +173,51 @@ def test_experiment_names_are_plain_and_keys_known(config, experiments, complain
     cnnbench_config.resolve(config)
     messages = [error.message for error in _errors(config)]
     assert any(complaint in message for message in messages), messages
+
+
+# ---------------------------------------------------------------------------- shared work
+
+
+def test_experiments_differing_only_after_training_share_it(config):
+    config["experiments"] = {
+        "seed": {},
+        "fewer-images": {"inference": {"limit": 100, "backends": ["torch"]}},
+        "bench": {"bench": {"processes": 2}, "gradcheck": {"samples": 3}},
+        "local": {"dataset": {"name": "mnist", "mirrors": ["file:///local/"]}},
+        "lenet5": {"model": LENET5},
+        "lr": {"train": {"lr": 0.01}},
+        "numpy64": {"train_numpy": {"dtype": "float64"}},
+        "fashion": {"dataset": {"name": "fashion-mnist"}},
+    }
+    experiments = cnnbench_config.experiments(config, SCHEMA)
+    keys = sweep.trainings_of(experiments)
+    shared = {keys[name] for name in ("seed", "fewer-images", "bench", "local")}
+    assert len(shared) == 1
+    others = [keys[name] for name in ("lenet5", "lr", "numpy64", "fashion")]
+    assert len({*others, *shared}) == 5
+    assert re.fullmatch(r"mnist-[0-9a-f]{10}", keys["seed"])  # readable, never a hash alone
+    assert keys["fashion"].startswith("fashion-mnist-")
+    datasets_used = sweep.datasets_of(experiments)
+    assert list(datasets_used) == ["mnist", "fashion-mnist"]  # one download each
+
+
+def test_one_dataset_name_with_two_sets_of_files_is_refused(config):
+    files = copy.deepcopy(datasets.PRESETS["kmnist"]["files"])
+    config["experiments"] = {
+        "a": {},
+        "b": {"dataset": {"name": "mnist", "files": files}},
+    }
+    experiments = cnnbench_config.experiments(config, SCHEMA)
+    with pytest.raises(sweep.SweepError) as caught:
+        sweep.datasets_of(experiments)
+    assert str(caught.value) == (
+        "experiments 'a' and 'b' both name their dataset 'mnist' but give different files: "
+        "give each dataset its own name"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("MNIST", "mnist"), ("My data/v2", "my-data-v2"), ("../x", "x")]
+)
+def test_dataset_folders_are_plain(name, key):
+    assert sweep.dataset_key({"name": name}) == key
