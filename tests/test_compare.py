@@ -20,16 +20,9 @@ from cnnbench.report import compare
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = cnnbench_config.load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
-LENET5 = {
-    "layers": [
-        {"conv": 6, "kernel": 5, "padding": 2},
-        {"pool": "max", "kernel": 2},
-        {"conv": 16, "kernel": 5},
-        {"pool": "max", "kernel": 2},
-    ],
-    "hidden": [120, 84],
-}
-WIDE = {"layers": [{"conv": 64, "kernel": 3, "stride": 2, "padding": 1}], "hidden": [500]}
+# the shipped sweep's experiments (examples/sweep.yaml)
+SWEEP = yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())["experiments"]
+LENET5 = SWEEP["lenet5"]["model"]
 # each backend's latency grows as macs ** exponent (relative to the seed network)
 EXPONENT = {
     "torch": 0.3,
@@ -43,11 +36,7 @@ EXPONENT = {
 def _sweep_configs() -> dict[str, dict]:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["inference"]["limit"] = 200
-    config["experiments"] = {
-        "seed": {},
-        "lenet5": {"model": LENET5},
-        "wide": {"model": WIDE, "train": {"lr": 0.002}},
-    }
+    config["experiments"] = {**SWEEP, "wide": {**SWEEP["wide"], "train": {"lr": 0.002}}}
     return cnnbench_config.experiments(config, SCHEMA)
 
 

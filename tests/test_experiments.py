@@ -13,15 +13,9 @@ from cnnbench.common import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = cnnbench_config.load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
-LENET5 = {
-    "layers": [
-        {"conv": 6, "kernel": 5, "padding": 2},
-        {"pool": "max", "kernel": 2},
-        {"conv": 16, "kernel": 5},
-        {"pool": "max", "kernel": 2},
-    ],
-    "hidden": [120, 84],
-}
+# the shipped sweep's experiments (examples/sweep.yaml)
+SWEEP = yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())["experiments"]
+LENET5 = SWEEP["lenet5"]["model"]
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 import pandas as pd
 import yaml
@@ -32,7 +31,7 @@ from cnnbench.common.job import Job, run_job
 from cnnbench.network.architecture import from_config
 
 from . import figures, fmt
-from .common import FAIL, NA, PASS, badge, latency_stats, pair
+from .common import FAIL, NA, PASS, badge, latency_stats, pair, template
 from .inputs import Results, load_results
 from .sections import agreement, gradcheck
 
@@ -253,14 +252,7 @@ def _verdict(row, column: str) -> dict[str, str]:
 
 
 def render(context: dict[str, Any]) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("cnnbench", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return environment.get_template("comparison.html.j2").render(**context)
+    return template("comparison.html.j2").render(**context)
 
 
 def run(job: Job) -> None:
