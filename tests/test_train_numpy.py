@@ -11,7 +11,7 @@ import pytest
 from conftest import mnist_splits, run_step
 
 from cnnbench.common.runtime import set_threads
-from cnnbench.network.architecture import SEED
+from cnnbench.network.architecture import SEED, build
 from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import train as torch_trainer
 from cnnbench.training import numpy_trainer as train_numpy
@@ -58,6 +58,46 @@ def test_loops_network_takes_the_same_steps(splits):
     im2col_rows = train_numpy.side_by_side(settings, splits[0], initial, SEED, np.float64, 2)
     for loops_row, im2col_row in zip(rows, im2col_rows, strict=True):
         assert loops_row["loss_numpy"] == pytest.approx(im2col_row["loss_numpy"], rel=1e-12)
+
+
+# Two non-default networks: overlapping and non-overlapping max pooling; average pooling and two
+# hidden layers.
+POOL_NETWORKS = {
+    "maxpool": {
+        "layers": [
+            {"conv": 8, "kernel": 5, "padding": 2},
+            {"pool": "max", "kernel": 3, "stride": 2, "padding": 1},
+            {"conv": 16, "kernel": 3, "stride": 2},
+            {"pool": "max", "kernel": 2},
+        ],
+        "hidden": [32],
+    },
+    "avgpool": {
+        "layers": [
+            {"conv": 6, "kernel": 3, "stride": 2, "padding": 1},
+            {"pool": "avg", "kernel": 3, "stride": 1, "padding": 1},
+            {"conv": 12, "kernel": 3, "stride": 2},
+        ],
+        "hidden": [24, 16],
+    },
+}
+
+
+@pytest.mark.parametrize("name", POOL_NETWORKS)
+def test_training_of_pooling_networks_follows_torch_in_float64(splits, name):
+    set_threads(1)
+    architecture = build(POOL_NETWORKS[name], (1, 28, 28), 10)
+    initial = train.initial_weights(CHECK.seed, architecture)
+    rows = train_numpy.side_by_side(CHECK, splits[0], initial, architecture, np.float64, 100)
+    assert_in_step(rows, 100)
+    assert np.mean([row["loss_numpy"] for row in rows[-25:]]) < np.mean(
+        [row["loss_numpy"] for row in rows[:5]]
+    )
+    loops_settings = train.TrainSettings(1, 4, 0.001, 0, "cpu", 8)
+    loops = train_numpy.side_by_side(
+        loops_settings, splits[0], initial, architecture, np.float64, 2, "loops"
+    )
+    assert_in_step(loops, 2)
 
 
 def test_batches_follow_the_torch_trainers_orders():

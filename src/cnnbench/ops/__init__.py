@@ -11,6 +11,15 @@ Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), Hout = (H + 
     conv2d_backward_im2col(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
     im2col(x, kh, kw, stride=1, padding=0) -> cols (C*kh*kw, N*Hout*Wout)  building blocks
     col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> dx (adds overlapping windows)
+Pooling (as torch.nn.functional.max_pool2d / avg_pool2d: kernel an int or (kh, kw), stride None =
+the kernel, padding <= kernel // 2; max pads with -inf, avg counts padding as zeros in kh*kw):
+    maxpool2d_loops(x, kernel, stride=None, padding=0) -> y (N, C, Hout, Wout)   scalar loops
+    maxpool2d_strided(x, kernel, stride=None, padding=0) -> y          one op per kernel offset
+    maxpool2d_backward_loops(dy, x, kernel, stride=None, padding=0) -> dx  (and _strided)
+    maxpool2d_indices(x, kernel, stride=None, padding=0) -> flat index in H*W of each winner
+    avgpool2d_loops / avgpool2d_strided, avgpool2d_backward_loops / _strided: the same for average
+    Both variants equal torch bit for bit in float64, ties included (the first largest value of a
+    window in row-major order wins, a NaN always; see ``cnnbench.ops.pool``).
 Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indices):
     linear(x, w, b), linear_loops(x, w, b) -> y (N, out)
     linear_backward(dy, x, w), linear_backward_loops(dy, x, w) -> (dx, dw, db)
@@ -22,6 +31,8 @@ weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
     net = Network(arrays, architecture, variant="im2col", dtype=np.float32)  # or Network.from_file
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
+    net.stages() -> [(layer name, function of the layer's input)];  net.kinks(cache)
+    Any architecture: conv, max and average pooling (im2col variant: the strided pooling), linear.
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
     opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
@@ -41,6 +52,17 @@ Example (the README's worked example)::
     >>> np.array_equal(conv2d_loops(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2),
     ...                conv2d_im2col(x, np.ones((2, 2, 2, 2)), np.array([1.0, 2.0]), stride=2))
     True
+
+Ties in max pooling: both overlapping windows hold two 2s; each picks its first (row-major), so
+the top 2 gets both gradients::
+
+    >>> from cnnbench.ops import maxpool2d_backward_strided, maxpool2d_strided
+    >>> x = np.array([[[[0.0, 2.0, 1.0], [2.0, 1.0, 2.0]]]])
+    >>> maxpool2d_strided(x, 2, stride=1)
+    array([[[[2., 2.]]]])
+    >>> maxpool2d_backward_strided(np.ones((1, 1, 1, 2)), x, 2, stride=1)
+    array([[[[0., 2., 0.],
+             [0., 0., 0.]]]])
 """
 
 from cnnbench.ops.im2col import col2im, conv2d_backward_im2col, conv2d_im2col, im2col
@@ -55,6 +77,17 @@ from cnnbench.ops.loops import (
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward, log_softmax, softmax
 from cnnbench.ops.network import INPUT_GRADIENT, VARIANTS, ForwardCache, Network, Variant
 from cnnbench.ops.optim import Adam
+from cnnbench.ops.pool import (
+    avgpool2d_backward_loops,
+    avgpool2d_backward_strided,
+    avgpool2d_loops,
+    avgpool2d_strided,
+    maxpool2d_backward_loops,
+    maxpool2d_backward_strided,
+    maxpool2d_indices,
+    maxpool2d_loops,
+    maxpool2d_strided,
+)
 
 __all__ = [
     "INPUT_GRADIENT",
@@ -64,6 +97,10 @@ __all__ = [
     "Im2colInference",
     "Network",
     "Variant",
+    "avgpool2d_backward_loops",
+    "avgpool2d_backward_strided",
+    "avgpool2d_loops",
+    "avgpool2d_strided",
     "col2im",
     "conv2d_backward_im2col",
     "conv2d_backward_loops",
@@ -77,6 +114,11 @@ __all__ = [
     "linear_backward_loops",
     "linear_loops",
     "log_softmax",
+    "maxpool2d_backward_loops",
+    "maxpool2d_backward_strided",
+    "maxpool2d_indices",
+    "maxpool2d_loops",
+    "maxpool2d_strided",
     "relu",
     "relu_backward",
     "softmax",

@@ -6,6 +6,7 @@ Each check raises ``ValueError`` naming the argument and what was expected.
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,26 +44,84 @@ def check_windows(x: np.ndarray, kh: int, kw: int, stride: int, padding: int) ->
     return _output_size(x.shape, kh, kw, stride, padding)
 
 
+def _check_integer(name: str, value: object, least: int) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
 def _output_size(
-    x_shape: tuple[int, ...], kh: int, kw: int, stride: int, padding: int
+    x_shape: tuple[int, ...], kh: int, kw: int, stride: int | tuple[int, int], padding: int
 ) -> tuple[int, int]:
-    for name, value, least in (
-        ("kh", kh, 1),
-        ("kw", kw, 1),
-        ("stride", stride, 1),
-        ("padding", padding, 0),
-    ):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    """(Hout, Wout) of windows over ``x_shape``; ``stride`` one int or per axis (sh, sw)."""
+    strides = stride if isinstance(stride, tuple) else (stride, stride)
+    for name, value, least in (("kh", kh, 1), ("kw", kw, 1), ("padding", padding, 0)):
+        _check_integer(name, value, least)
+    for value in strides:
+        _check_integer("stride", value, 1)
     height, width = x_shape[2:]
     if height + 2 * padding < kh or width + 2 * padding < kw:
         raise ValueError(
             f"padding {padding} leaves no output for a {height}x{width} input and a {kh}x{kw} "
             f"kernel: expected H + 2*padding >= kh and W + 2*padding >= kw"
         )
-    return conv_output_size(height, kh, stride, padding), conv_output_size(
-        width, kw, stride, padding
+    return conv_output_size(height, kh, strides[0], padding), conv_output_size(
+        width, kw, strides[1], padding
     )
+
+
+class PoolGeometry(NamedTuple):
+    """A pooling window's size (kh, kw), strides (sh, sw), padding and output size."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    padding: int
+    out_h: int
+    out_w: int
+
+
+def check_pool2d(
+    x: np.ndarray, kernel: int | tuple[int, int], stride: int | None, padding: int
+) -> PoolGeometry:
+    """Validate a pooling's arguments, as torch's ``max_pool2d`` / ``avg_pool2d`` take them.
+
+    ``kernel``: an int (square) or a pair (kh, kw); ``stride``: an int, or None for the kernel's
+    size on each axis; ``padding``: an int, at most half the kernel on each axis (torch's limit,
+    which keeps a real input pixel in every window).
+    """
+    check_array("x", x, 4, "(N, C, H, W)")
+    pair = (kernel, kernel) if isinstance(kernel, numbers.Integral) else kernel
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise ValueError(f"kernel must be an integer or a pair (kh, kw) of them, got {kernel!r}")
+    kh, kw = pair
+    strides = (kh, kw) if stride is None else (stride, stride)
+    out_h, out_w = _output_size(x.shape, kh, kw, strides, padding)
+    if 2 * padding > min(kh, kw):
+        raise ValueError(
+            f"padding {padding} is more than half the {kh}x{kw} kernel: expected "
+            f"padding <= kh // 2 and padding <= kw // 2 (as torch's pooling)"
+        )
+    return PoolGeometry(kh, kw, *strides, padding, out_h, out_w)
+
+
+def check_pool2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    kernel: int | tuple[int, int],
+    stride: int | None,
+    padding: int,
+) -> PoolGeometry:
+    """Validate a pooling's backward arguments: dy (N, C, Hout, Wout), x's dtype."""
+    geometry = check_pool2d(x, kernel, stride, padding)
+    check_array("dy", dy, 4, "(N, C, Hout, Wout)")
+    check_same_dtype(dy=dy, x=x)
+    expected = (*x.shape[:2], geometry.out_h, geometry.out_w)
+    if dy.shape != expected:
+        raise ValueError(
+            f"dy has shape {dy.shape}, expected {expected} (the forward output's shape)"
+        )
+    return geometry
 
 
 def _check_weight(x: np.ndarray, w: np.ndarray, layouts: tuple[str, str], inputs: str) -> None:

@@ -1,19 +1,22 @@
 """The whole network in NumPy: forward (keeping what backward needs) and backward.
 
-Built from the exported weights (``cnnbench.network.weights.load_weights``), with either variant:
-``loops`` (scalar-loop convolution and linear layers) or ``im2col`` (im2col convolution and
-matmul linear layers).  ReLU and the loss are shared: they are elementwise either way.
+Built from an ``Architecture`` (``cnnbench.network.architecture``: any stack of convolution and
+max/average pooling layers, then linear layers; ReLU after every conv and hidden linear layer)
+and its weights (``cnnbench.network.weights.load_weights``), with either variant: ``loops``
+(scalar-loop layers) or ``im2col`` (im2col convolution, strided pooling, matmul linear layers).
+ReLU and the loss are shared: they are elementwise either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from cnnbench.network.architecture import CONV, Architecture
+from cnnbench.network.architecture import CONV, LINEAR, MAXPOOL, Architecture, Layer
 from cnnbench.network.weights import check_parameters, load_weights
 from cnnbench.ops.im2col import conv2d_backward_im2col, conv2d_im2col
 from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
@@ -24,6 +27,17 @@ from cnnbench.ops.loops import (
     linear_loops,
 )
 from cnnbench.ops.losses import cross_entropy, cross_entropy_backward
+from cnnbench.ops.pool import (
+    avgpool2d_backward_loops,
+    avgpool2d_backward_strided,
+    avgpool2d_loops,
+    avgpool2d_strided,
+    maxpool2d_backward_loops,
+    maxpool2d_backward_strided,
+    maxpool2d_indices,
+    maxpool2d_loops,
+    maxpool2d_strided,
+)
 
 INPUT_GRADIENT = "input"  # key of dLoss/dx among the gradients, beside the parameter names
 
@@ -37,13 +51,35 @@ class Variant:
     conv2d_backward: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
     linear: Callable[..., np.ndarray]
     linear_backward: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
+    maxpool2d: Callable[..., np.ndarray]
+    maxpool2d_backward: Callable[..., np.ndarray]
+    avgpool2d: Callable[..., np.ndarray]
+    avgpool2d_backward: Callable[..., np.ndarray]
 
 
 VARIANTS: dict[str, Variant] = {
     "loops": Variant(
-        "loops", conv2d_loops, conv2d_backward_loops, linear_loops, linear_backward_loops
+        "loops",
+        conv2d_loops,
+        conv2d_backward_loops,
+        linear_loops,
+        linear_backward_loops,
+        maxpool2d_loops,
+        maxpool2d_backward_loops,
+        avgpool2d_loops,
+        avgpool2d_backward_loops,
     ),
-    "im2col": Variant("im2col", conv2d_im2col, conv2d_backward_im2col, linear, linear_backward),
+    "im2col": Variant(
+        "im2col",
+        conv2d_im2col,
+        conv2d_backward_im2col,
+        linear,
+        linear_backward,
+        maxpool2d_strided,
+        maxpool2d_backward_strided,
+        avgpool2d_strided,
+        avgpool2d_backward_strided,
+    ),
 }
 
 
@@ -56,11 +92,11 @@ class ForwardCache:
 
 
 class Network:
-    """The network ``architecture`` describes, in NumPy: its feature layers (conv + ReLU),
-    flatten, its linear layers (+ ReLU but for the output layer).
+    """An ``Architecture``'s network in NumPy: its layers in order, each conv and hidden linear
+    layer followed by ReLU, flatten (PyTorch's (C, H, W) order) before the first linear layer.
 
-    ``arrays``: the dict from ``load_weights`` (float32, PyTorch layouts); the parameters are
-    cast once to ``dtype``, and inputs must have that dtype.
+    ``arrays``: the dict from ``load_weights`` (float32, PyTorch layouts, the architecture's
+    parameters); they are cast once to ``dtype``, and inputs must have that dtype.
     """
 
     def __init__(
@@ -73,8 +109,6 @@ class Network:
         check_parameters(arrays, architecture, source="network weights")
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-        if any(layer.kind != CONV for layer in architecture.feature_layers):
-            raise NotImplementedError("pooling layers are not in the NumPy network yet")
         self.architecture = architecture
         self.variant = VARIANTS[variant]
         self.dtype = np.dtype(dtype)
@@ -82,6 +116,7 @@ class Network:
             name: np.asarray(arrays[name], dtype=self.dtype)
             for name in architecture.parameter_shapes
         }
+        self._first_linear = architecture.linear_layers[0].name
 
     @classmethod
     def from_file(
@@ -94,28 +129,41 @@ class Network:
         """The network with the weights of an exported ``weights.npz``."""
         return cls(load_weights(path, architecture), architecture, variant, dtype)
 
+    def _layer(self, layer: Layer, h: np.ndarray) -> np.ndarray:
+        """``layer``'s output (before its ReLU) for its input ``h``."""
+        v = self.variant
+        if layer.kind == CONV:
+            return v.conv2d(h, *self._weights(layer), layer.stride, layer.padding)
+        if layer.kind == LINEAR:
+            return v.linear(h, *self._weights(layer))
+        pool = v.maxpool2d if layer.kind == MAXPOOL else v.avgpool2d
+        return pool(h, layer.kernel, layer.stride, layer.padding)
+
+    def _weights(self, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+        return self.parameters[f"{layer.name}.weight"], self.parameters[f"{layer.name}.bias"]
+
+    def _flatten(self, layer: Layer, h: np.ndarray) -> np.ndarray:
+        """``h`` as the first linear layer takes it: flattened in (C, H, W) order."""
+        return h.reshape(h.shape[0], -1) if layer.name == self._first_linear else h
+
+    def stage(self, layer: Layer, h: np.ndarray) -> np.ndarray:
+        """One layer applied to its input: flatten (first linear layer), the layer, its ReLU."""
+        z = self._layer(layer, self._flatten(layer, h))
+        return relu(z) if layer.relu else z
+
+    def stages(self) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]:
+        """(layer name, the layer as a function) in order; applied in turn they give the logits."""
+        return [(layer.name, partial(self.stage, layer)) for layer in self.architecture.layers]
+
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, ForwardCache]:
         """Logits (N, classes) of images ``x`` (N, C, H, W), and the cache for :meth:`backward`."""
         cache = ForwardCache()
         h = x
-        for layer in self.architecture.feature_layers:
+        for layer in self.architecture.layers:
+            h = self._flatten(layer, h)
             cache.inputs[layer.name] = h
-            z = self.variant.conv2d(
-                h,
-                self.parameters[f"{layer.name}.weight"],
-                self.parameters[f"{layer.name}.bias"],
-                layer.stride,
-                layer.padding,
-            )
-            cache.preactivations[layer.name] = z
-            h = relu(z)
-        h = h.reshape(h.shape[0], -1)
-        for layer in self.architecture.linear_layers:
-            cache.inputs[layer.name] = h
-            h = self.variant.linear(
-                h, self.parameters[f"{layer.name}.weight"], self.parameters[f"{layer.name}.bias"]
-            )
-            if layer.relu:  # the output layer's outputs are the logits
+            h = self._layer(layer, h)
+            if layer.relu:
                 cache.preactivations[layer.name] = h
                 h = relu(h)
         return h, cache
@@ -127,27 +175,42 @@ class Network:
     def backward(self, cache: ForwardCache, dlogits: np.ndarray) -> dict[str, np.ndarray]:
         """dLoss/d(every parameter) by name, and dLoss/dx under ``"input"``, given dLoss/dlogits."""
         grads: dict[str, np.ndarray] = {}
+        v = self.variant
         d = dlogits
-        for layer in reversed(self.architecture.linear_layers):
-            name = layer.name
+        for layer in reversed(self.architecture.layers):
             if layer.relu:
-                d = relu_backward(d, cache.preactivations[name])
-            d, grads[f"{name}.weight"], grads[f"{name}.bias"] = self.variant.linear_backward(
-                d, cache.inputs[name], self.parameters[f"{name}.weight"]
-            )
-        d = d.reshape(len(d), *self.architecture.feature_shape)
-        for layer in reversed(self.architecture.feature_layers):
-            name = layer.name
-            d = relu_backward(d, cache.preactivations[name])
-            d, grads[f"{name}.weight"], grads[f"{name}.bias"] = self.variant.conv2d_backward(
-                d,
-                cache.inputs[name],
-                self.parameters[f"{name}.weight"],
-                layer.stride,
-                layer.padding,
-            )
+                d = relu_backward(d, cache.preactivations[layer.name])
+            h = cache.inputs[layer.name]
+            if layer.kind == CONV:
+                d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.conv2d_backward(
+                    d, h, self.parameters[f"{layer.name}.weight"], layer.stride, layer.padding
+                )
+            elif layer.kind == LINEAR:
+                d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.linear_backward(
+                    d, h, self.parameters[f"{layer.name}.weight"]
+                )
+                if layer.name == self._first_linear:
+                    d = d.reshape(len(d), *self.architecture.feature_shape)
+            else:
+                pool = v.maxpool2d_backward if layer.kind == MAXPOOL else v.avgpool2d_backward
+                d = pool(d, h, layer.kernel, layer.stride, layer.padding)
         grads[INPUT_GRADIENT] = d
         return {name: grads[name] for name in (*self.architecture.parameter_shapes, INPUT_GRADIENT)}
+
+    def kinks(self, cache: ForwardCache) -> list[np.ndarray]:
+        """Which piece of the piecewise-smooth network the forward pass took: each ReLU's sign
+        pattern and each max pooling's winners (``maxpool2d_indices``).  The loss has the
+        derivatives ``backward`` computes only where this stays the same, so a finite-difference
+        check must keep it (``steps.gradcheck``)."""
+        pattern = [z > 0 for z in cache.preactivations.values()]
+        for layer in self.architecture.feature_layers:
+            if layer.kind == MAXPOOL:
+                pattern.append(
+                    maxpool2d_indices(
+                        cache.inputs[layer.name], layer.kernel, layer.stride, layer.padding
+                    )
+                )
+        return pattern
 
     def loss_and_gradients(
         self, x: np.ndarray, labels: np.ndarray

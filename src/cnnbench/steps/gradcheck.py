@@ -22,10 +22,12 @@ Errors are relative to the tensor's scale, the largest magnitude of its float64 
 max_rel_err = max|actual - reference| / scale, so a coordinate whose gradient is near zero is
 not judged by its own (meaningless) relative error.
 
-ReLU kinks: a central difference is only a derivative if loss(theta +- step) stay on the same
-linear piece.  A sampled coordinate whose perturbation flips any ReLU (the sign pattern of any
-pre-activation changes) is replaced by the next random coordinate, and the number replaced is
-reported; none is silently accepted.
+Kinks: a central difference is only a derivative if loss(theta +- step) stay on the same smooth
+piece.  A sampled coordinate whose perturbation flips any ReLU (the sign pattern of any
+pre-activation changes) or moves any max pooling's winner (``Network.kinks``) is replaced by the
+next random coordinate, and the number replaced is reported; none is silently accepted.  Where
+a tensor has too few coordinates left (a small layer's biases), its replaced coordinates are
+tried again with smaller steps (SMALLER_STEPS), which stay on one piece nearer a kink.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ REFERENCES = {
     "finite_differences": (np.float64, 1e-6),
 }
 FD_STEP = 1e-5
+# a small tensor's coordinates refused at FD_STEP are tried again with these: a kink closer than
+# 1e-5 may be further than 1e-7, and the rounding error (~1e-16 * loss / step) stays below 1e-8
+SMALLER_STEPS = (1e-6, 1e-7)
 
 
 # ---------------------------------------------------------------------------- gradients
@@ -107,39 +112,61 @@ def finite_difference_samples(
 
     Perturbs ``x`` and ``network.parameters`` in place (restoring them).  Returns, per tensor,
     the coordinates (an index tuple of arrays) with their derivatives, and how many drawn
-    coordinates were replaced because +-FD_STEP flipped a ReLU.
+    coordinates were replaced because +-FD_STEP crossed a kink (``Network.kinks`` changed).
+    A tensor with too few coordinates left (a small layer's biases) has its replaced ones
+    checked again with the SMALLER_STEPS.
     """
 
     def loss_and_pattern() -> tuple[float, list[np.ndarray]]:
         logits, cache = network.forward(x)
-        return float(cross_entropy(logits, labels)), [z > 0 for z in cache.preactivations.values()]
+        return float(cross_entropy(logits, labels)), network.kinks(cache)
 
     _, base_pattern = loss_and_pattern()
+
+    def derivative(array: np.ndarray, index: tuple, step: float) -> float | None:
+        """The central difference at ``index``, or None if +-step leaves the piece."""
+        (above, above_pattern), (below, below_pattern) = perturbed(
+            loss_and_pattern, array, index, step
+        )
+        if all(
+            np.array_equal(base, up) and np.array_equal(base, down)
+            for base, up, down in zip(base_pattern, above_pattern, below_pattern, strict=True)
+        ):
+            return (above - below) / (2 * step)
+        return None
+
     estimates, replaced = {}, {}
     for name in tensors(network.architecture):
         array = x if name == INPUT_GRADIENT else network.parameters[name]
         wanted = min(samples, array.size)
-        coordinates, derivatives, replaced[name] = [], [], 0
+        coordinates, derivatives, refused = [], [], []
         for flat in rng.permutation(array.size):
             if len(coordinates) == wanted:
                 break
             index = np.unravel_index(flat, array.shape)
-            (above, above_pattern), (below, below_pattern) = perturbed(
-                loss_and_pattern, array, index, FD_STEP
-            )
-            if not all(
-                np.array_equal(base, up) and np.array_equal(base, down)
-                for base, up, down in zip(base_pattern, above_pattern, below_pattern, strict=True)
-            ):
-                replaced[name] += 1
+            value = derivative(array, index, FD_STEP)
+            if value is None:
+                refused.append(index)
                 continue
             coordinates.append(index)
-            derivatives.append((above - below) / (2 * FD_STEP))
+            derivatives.append(value)
             on_sample()
+        replaced[name] = len(refused)
+        for index in refused:
+            if len(coordinates) == wanted:
+                break
+            for step in SMALLER_STEPS:
+                value = derivative(array, index, step)
+                if value is not None:
+                    coordinates.append(index)
+                    derivatives.append(value)
+                    on_sample()
+                    break
         if len(coordinates) < wanted:
             raise RuntimeError(
                 f"{name}: only {len(coordinates)} of its {array.size} coordinates keep every ReLU "
-                f"on one side within +-{FD_STEP}; {wanted} were asked for"
+                f"and max pooling on one piece within +-{FD_STEP} (or {SMALLER_STEPS}); "
+                f"{wanted} were asked for"
             )
         index_arrays = tuple(np.array(axis) for axis in zip(*coordinates, strict=True))
         estimates[name] = (index_arrays, np.array(derivatives))
@@ -244,7 +271,9 @@ def run(job: Job) -> None:
         f"({batch_size} images, {len(tensors(architecture))} tensors, {len(VARIANTS)} implementations, "
         f"{len(REFERENCES)} references); finite differences: step {FD_STEP}, "
         f"{samples} coordinates per tensor, {sum(replaced.values())} replaced because they "
-        f"crossed a ReLU kink ({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'})",
+        f"crossed a kink, a ReLU's or a max pooling's "
+        f"({', '.join(f'{n} {k}' for n, k in replaced.items() if k) or 'none'}; a tensor left "
+        f"with too few coordinates checks them at a smaller step instead)",
         file=sys.stderr,
     )
     for reference in REFERENCES:
