@@ -89,8 +89,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
     },
 }
-# Every preset: 28x28 grey images, 10 classes.
+# Every preset: 28x28 grey images, 10 classes, 10 000 test images.
 _SHAPE = {"image_size": [28, 28], "classes": 10}
+PRESET_TEST_IMAGES = 10_000
 
 
 class DatasetError(UserError, ValueError):
@@ -117,3 +118,10 @@ def resolve(section: dict[str, Any]) -> dict[str, Any]:
             )
         return {**_SHAPE, **copy.deepcopy(section)}
     return {**base, **copy.deepcopy(section)}
+
+
+def test_images(section: dict[str, Any]) -> int | None:
+    """How many test images a resolved dataset section has: a preset's (with its own files), else
+    unknown before the files are read (None)."""
+    base = preset(section["name"])
+    return PRESET_TEST_IMAGES if base is not None and section["files"] == base["files"] else None

@@ -17,6 +17,7 @@ import json
 import re
 from typing import Any
 
+from cnnbench import datasets
 from cnnbench.common.errors import UserError
 
 # the config sections a training depends on (the dataset by its files, see dataset_identity)
@@ -67,3 +68,19 @@ def datasets_of(experiments: dict[str, dict]) -> dict[str, dict[str, Any]]:
 def trainings_of(experiments: dict[str, dict]) -> dict[str, str]:
     """Experiment name -> its training key, in the experiments' order."""
     return {name: training_key(config) for name, config in experiments.items()}
+
+
+def images_per_backend(experiments: dict[str, dict], slow: set[str]) -> dict[str, int | None]:
+    """Test images each backend will predict over the whole sweep: every experiment's
+    (``inference.limit`` or its test set), twice for the fast backends, which also run the
+    NumPy-trained weights. None where a custom dataset's test set size is not known yet."""
+    totals: dict[str, int | None] = {}
+    for config in experiments.values():
+        size = datasets.test_images(config["dataset"])
+        limit = config["inference"]["limit"]
+        images = min(limit, size) if limit and size else (limit or size)
+        for backend in config["inference"]["backends"]:
+            runs = 1 if backend in slow else 2
+            known = totals.get(backend, 0)
+            totals[backend] = None if known is None or images is None else known + runs * images
+    return totals
