@@ -215,3 +215,23 @@ def test_one_dataset_name_with_two_sets_of_files_is_refused(config):
 )
 def test_dataset_folders_are_plain(name, key):
     assert sweep.dataset_key({"name": name}) == key
+
+
+def test_images_per_backend_count_both_trainings_but_the_loop_backend(config):
+    files = copy.deepcopy(datasets.PRESETS["mnist"]["files"])
+    config["experiments"] = {
+        "all": {},
+        "few": {"inference": {"limit": 100, "backends": ["torch", "numpy_loops"]}},
+    }
+    experiments = cnnbench_config.experiments(config, SCHEMA)
+    images = sweep.images_per_backend(experiments, {"numpy_loops"})
+    assert images["torch"] == 2 * 10_000 + 2 * 100
+    assert images["numpy_loops"] == 10_000 + 100
+    assert images["onnxruntime"] == 2 * 10_000
+    custom = {"name": "mine", "files": files, "mirrors": ["file:///m/"]}
+    config["experiments"]["mine"] = {"dataset": custom}
+    experiments = cnnbench_config.experiments(config, SCHEMA)
+    assert sweep.images_per_backend(experiments, {"numpy_loops"})["onnxruntime"] is None
+    config["experiments"]["mine"]["inference"] = {"limit": 7, "backends": ["torch"]}
+    experiments = cnnbench_config.experiments(config, SCHEMA)
+    assert sweep.images_per_backend(experiments, set())["torch"] == 2 * (10_000 + 100 + 7)
