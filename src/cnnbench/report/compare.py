@@ -3,11 +3,11 @@
     python -m cnnbench.report.compare JOB
 
 JOB (cnnbench.common.job): settings {"experiments": {name: that experiment's whole config}}, in
-the sweep's order; input: per experiment, in the same order, one file each of ``metrics``,
-``training_numpy_summary``, ``throughput``, ``agreement``, ``accuracy``, ``gradcheck`` and
-``report`` (its own full report, linked), and ``inference``: every experiment's
-inference/<backend>.csv and .json, backend by backend in its config's order; output: ``html``
-and ``csv``. Like the report, it reads result tables only and never runs a model: parameters
+the sweep's order; input: ``inference``, every experiment's inference/<backend>.csv and .json,
+backend by backend in its config's order, and for every other name a list of one file per
+experiment, in the same order: ``report`` (its own full report, linked) and the report inputs
+the comparison reads (``metrics``, ``training_numpy_summary``, ``throughput``, ``agreement``,
+``accuracy``, ``gradcheck``; see cnnbench.report.inputs); output: ``html`` and ``csv``. Like the report, it reads result tables only and never runs a model: parameters
 and multiply-adds come from each experiment's architecture (shapes, no weights).
 
 The table shows only the settings that differ between experiments (as ``dvc exp show
@@ -35,16 +35,6 @@ from .common import FAIL, NA, PASS, badge, latency_stats, pair, template
 from .inputs import Results, load_results
 from .sections import agreement, gradcheck
 
-# one file per experiment, in the sweep's order
-PER_EXPERIMENT = (
-    "metrics",
-    "training_numpy_summary",
-    "throughput",
-    "agreement",
-    "accuracy",
-    "gradcheck",
-    "report",
-)
 # results/experiments.csv: one row per experiment and backend; the changed settings (dotted
 # config keys) come between ``experiment`` and these
 COLUMNS = [
@@ -151,14 +141,14 @@ def load(job: Job) -> tuple[dict[str, dict], dict[str, Results], dict[str, Path]
     """The experiments' configs, their results (as the report reads them) and report paths."""
     configs = job.settings["experiments"]
     inference = job.paths("input", "inference")
-    files = {kind: job.paths("input", kind) for kind in PER_EXPERIMENT}
+    files = {kind: job.paths("input", kind) for kind in job.input if kind != "inference"}
     for kind, paths in files.items():
         if len(paths) != len(configs):
             raise ValueError(f"{len(paths)} {kind} inputs for {len(configs)} experiments")
     results, reports, start = {}, {}, 0
     for index, (name, config) in enumerate(configs.items()):
         count = 2 * len(config["inference"]["backends"])
-        inputs = {kind: str(paths[index]) for kind, paths in files.items()}
+        inputs = {kind: str(paths[index]) for kind, paths in files.items() if kind != "report"}
         inputs["inference"] = [str(path) for path in inference[start : start + count]]
         start += count
         results[name] = load_results(inputs, config)
