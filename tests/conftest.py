@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +23,25 @@ from cnnbench.network.torch_model import Net
 from cnnbench.network.weights import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
+#: The files a run of the workflow reads: a copy of them is a checkout that tests may edit.
+PROJECT_FILES = ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles")
+#: A small config every end-to-end run starts from: every rule and backend, minutes on 2 cores.
+SMALL = {
+    "train": {"epochs": 1, "limit": 3000, "threads": 1},
+    "train_numpy": {"check_steps": 5},
+    "gradcheck": {"batch_size": 2, "samples": 5},
+    "inference": {
+        "backends": ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"],
+        "limit": 24,
+        "shards": 2,
+        "warmup": 2,
+        "throughput_batch_sizes": [1, 8],
+        "throughput_loop_images": 4,
+        "throughput_repeats": 1,
+    },
+    # the bench in fresh processes, as cheap as it goes while still showing a spread
+    "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
+}
 
 
 @pytest.fixture(scope="session")
@@ -92,23 +112,24 @@ def _strings(files: dict) -> dict:
 
 @pytest.fixture(scope="session")
 def run_snakemake() -> Callable[..., subprocess.CompletedProcess]:
-    """Run the real workflow in ``workdir`` with config.yaml plus ``overlay`` (a dict of overrides).
+    """Run the workflow of ``project`` (this repository unless given) in ``workdir`` with its
+    config.yaml plus ``overlay`` (a dict of overrides, written to ``workdir/overlay.yaml``).
 
     The test interpreter's bin folder goes first on PATH: rules call ``python``, as under `make run`.
     """
 
     def run(
-        workdir: Path, overlay: dict, *args: str, timeout: int = 900
+        workdir: Path, overlay: dict, *args: str, timeout: int = 900, project: Path = REPO
     ) -> subprocess.CompletedProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         overlay_path = workdir / "overlay.yaml"
         overlay_path.write_text(yaml.safe_dump(overlay))
-        command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+        command = [sys.executable, "-m", "snakemake", "--snakefile", str(project / "Snakefile")]
         command += [
             "--directory",
             str(workdir),
             "--configfile",
-            str(REPO / "config.yaml"),
+            str(project / "config.yaml"),
             str(overlay_path),
         ]
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -121,3 +142,28 @@ def run_snakemake() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+def copy_project(target: Path) -> Path:
+    """This repository's workflow and code (PROJECT_FILES) copied to ``target``."""
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+            shutil.copytree(source, target / name, ignore=ignore)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, mnist_mirror, run_snakemake) -> tuple[Path, dict]:
+    """A finished run of SMALL (the local MNIST mirror) inside a copy of the project, results
+    beside the code as in a checkout: (project folder, overlay). Shared by the session: copy it
+    before changing anything (``shutil.copytree(..., symlinks=True)`` keeps the mtimes)."""
+    project = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
+    overlay = {**SMALL, "dataset": {"mirrors": [mnist_mirror]}}
+    result = run_snakemake(project, overlay, "--cores", "2", project=project)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return project, overlay

@@ -10,29 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SMALL
 
 from cnnbench.backends import SLOW
 from cnnbench.network.architecture import SEED
 from cnnbench.network.weights import load_weights, save_weights
 
-REPO = Path(__file__).resolve().parents[1]
-BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops", "numpy_loops"]
-SMALL = {
-    "train": {"epochs": 1, "limit": 3000, "threads": 1},
-    "train_numpy": {"check_steps": 5},
-    "gradcheck": {"batch_size": 2, "samples": 5},
-    "inference": {
-        "backends": BACKENDS,
-        "limit": 24,
-        "shards": 2,
-        "warmup": 2,
-        "throughput_batch_sizes": [1, 8],
-        "throughput_loop_images": 4,
-        "throughput_repeats": 1,
-    },
-    # the bench in fresh processes, as cheap as it goes while still showing a spread
-    "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
-}
+BACKENDS = SMALL["inference"]["backends"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
@@ -43,12 +27,8 @@ def read_csv(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, mnist_mirror, run_snakemake):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    overlay = {**SMALL, "dataset": {"mirrors": [mnist_mirror]}}
-    result = run_snakemake(workdir, overlay, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir, overlay
+def pipeline(small_run):
+    return small_run
 
 
 def test_pipeline_produces_every_result(pipeline):
@@ -119,7 +99,9 @@ def test_pipeline_produces_every_result(pipeline):
 
 def test_pipeline_rerun_has_nothing_to_do(pipeline, run_snakemake):
     workdir, overlay = pipeline
-    result = run_snakemake(workdir, overlay, "--cores", "2", "--dry-run", timeout=120)
+    result = run_snakemake(
+        workdir, overlay, "--cores", "2", "--dry-run", timeout=120, project=workdir
+    )
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -158,7 +140,9 @@ def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path
     arrays = load_weights(weights, SEED)
     arrays["fc2.bias"] += np.float32(0.5)
     save_weights(weights, arrays, SEED)
-    result = run_snakemake(copy, overlay, "--cores", "1", "results/gradcheck.csv", timeout=300)
+    result = run_snakemake(
+        copy, overlay, "--cores", "1", "results/gradcheck.csv", timeout=300, project=copy
+    )
     assert result.returncode != 0
     log = (copy / "results/logs/gradcheck.log").read_text().strip().splitlines()
     assert log[-1].startswith("cnnbench.steps.gradcheck: error: results/model/weights.npz are not")
@@ -173,6 +157,7 @@ def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path
         "export_weights",
         "results/gradcheck.csv",
         timeout=600,
+        project=copy,
     )
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == exported

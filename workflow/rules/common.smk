@@ -1,4 +1,6 @@
-# Shared definitions for all rules: paths, parameters derived from the config, thread accounting.
+# Shared definitions for all rules: paths, parameters derived from the config, thread accounting,
+# and what Snakemake tracks so that an edit reruns exactly the jobs it affects (README, section
+# What reruns when): each rule's settings (a recorded param) and the source files it runs (inputs).
 
 import json
 import os
@@ -15,7 +17,8 @@ shell.prefix(
     "set -euo pipefail; export PYTHONPATH=" + shlex.quote(SRC) + "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
-from cnnbench.backends import SLOW  # noqa: E402
+from cnnbench.backends import SLOW, module_name  # noqa: E402
+from cnnbench.common.sources import source_files  # noqa: E402
 from cnnbench.common.runtime import declared_threads  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
@@ -92,10 +95,13 @@ def timed_inference_threads(wildcards):
 
 
 def data_path(role):
-    """A dataset file, as an input marked ancient. A file is what its checksums say, and the
-    download step verifies them, so re-fetching the same bytes (say, from another mirror) never
-    reruns training or inference; a different file name does."""
-    return ancient(f"results/data/{DATASET['files'][role]['file']}")
+    """A dataset file. Its download reruns only when the file's entry in dataset.files changes
+    (or the file is missing), so the jobs reading it rerun exactly then: the download step
+    verifies every file against its checksums, so neither the mirror it came from nor the code
+    that fetched it can change what it holds (so the download tracks neither). Not ancient(),
+    as when the download reruns, Snakemake would skip every other check (changed settings too)
+    of the jobs behind an ancient input."""
+    return f"results/data/{DATASET['files'][role]['file']}"
 
 
 DATA_FILES = {spec["file"]: spec for spec in DATASET["files"].values()}
@@ -112,6 +118,17 @@ def shards_of(backend):
     return INFERENCE["shards"] if backend in SLOW else 1
 
 
+def infer_settings(backend, shard):
+    """The infer step's settings: inference's, less what only other rules read (the backend list,
+    throughput_*), with its backend and shard; `shards` is the backend's own (see shards_of)."""
+    own = {
+        key: value
+        for key, value in INFERENCE.items()
+        if key != "backends" and not key.startswith("throughput_")
+    }
+    return own | {"backend": backend, "shard": shard, "shards": shards_of(backend)}
+
+
 def shard_files(extension):
     """Input function: every shard's file of one backend."""
     return lambda wildcards: [
@@ -120,19 +137,69 @@ def shard_files(extension):
     ]
 
 
-def job(settings=None):
-    """The `job` param of every rule: its named inputs and outputs and its settings (a config
-    section, or a function of the wildcards) as one shell-quoted JSON word, the convention of
-    cnnbench.common.job. Steps read everything from it, so nothing is restated as flags."""
+def step_params(settings=None, untracked=()):
+    """A rule's params: `settings` and `job` (unpack them: `params: **step_params(...)`).
+
+    `settings` is the step's settings (a dict, or a function of the wildcards giving one) as
+    canonical JSON, less the `untracked` keys ("key" or "section.key"). Being a function of the
+    wildcards alone, it is a param Snakemake records with every output (.snakemake/metadata):
+    changing any setting in it reruns the job, and its newer outputs rerun everything downstream.
+    `job` is what the step receives (cnnbench.common.job): the rule's named inputs and outputs
+    (not its `sources`) and the complete settings, as one shell-quoted JSON word. It is built from
+    the input and output files, so Snakemake does not record it: `settings` is what is tracked."""
+    value = settings if callable(settings) else lambda wildcards: settings
+
+    def recorded(wildcards):
+        return json.dumps(without(value(wildcards) or {}, untracked), sort_keys=True)
 
     def make(wildcards, input, output):
-        value = settings(wildcards) if callable(settings) else settings
-        files = {"input": dict(input.items()), "output": dict(output.items())}
-        return shlex.quote(json.dumps({**files, "settings": value or {}}, sort_keys=True))
+        files = {
+            "input": {name: paths for name, paths in input.items() if name != "sources"},
+            "output": dict(output.items()),
+        }
+        return shlex.quote(json.dumps({**files, "settings": value(wildcards) or {}}, sort_keys=True))
 
-    return make
+    return {"settings": recorded, "job": make}
+
+
+def without(settings, keys):
+    """`settings` less `keys`, each a key or a dotted path to one ("dataset.mirrors")."""
+    kept = dict(settings)
+    for key in keys:
+        head, _, rest = key.partition(".")
+        if rest and isinstance(kept.get(head), dict):
+            kept[head] = without(kept[head], [rest])
+        elif not rest:
+            kept.pop(head, None)
+    return kept
+
+
+# Where the dataset is fetched from never changes what a job computes: a file is what its
+# checksums say, and the download step verifies them. Untracked, so editing it reruns nothing.
+MIRRORS = "mirrors"
+
+
+def sources(*modules, backends=()):
+    """Input: every source file that running `modules` (and `backends`, which the code imports by
+    a computed name) reads from src/cnnbench, found in the code by cnnbench.common.sources. An
+    edit to one reruns the jobs that run it. Paths are relative to the working directory when the
+    sources lie inside it (the usual checkout), so a moved checkout keeps its results."""
+    names = [*modules, *(module_name(backend) for backend in backends)]
+    return [workdir_relative(path) for path in source_files(*names)]
+
+
+def workdir_relative(path):
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def step(name):
-    """The shell command of a rule whose step is cnnbench.steps.<name>."""
+    """The shell command running cnnbench.steps.<name>; `step_sources` gives its source files."""
     return f"python -m cnnbench.steps.{name} {{params.job}} > {{log}} 2>&1"
+
+
+def step_sources(name, backends=()):
+    """Input: the source files of cnnbench.steps.<name> (see `sources`)."""
+    return sources(f"cnnbench.steps.{name}", backends=backends)

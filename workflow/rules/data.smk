@@ -1,8 +1,12 @@
+# No `sources` input: a downloaded file is what its checksums say, whatever code fetched it.
 rule download:
     output:
         file="results/data/{filename}",
     params:
-        job=job(lambda wildcards: {"mirrors": DATASET["mirrors"], **DATA_FILES[wildcards.filename]}),
+        **step_params(
+            lambda wildcards: {"mirrors": DATASET["mirrors"], **DATA_FILES[wildcards.filename]},
+            untracked=[MIRRORS],
+        ),
     wildcard_constraints:
         filename="|".join(map(re.escape, DATA_FILES)),
     log:

@@ -1,12 +1,13 @@
 rule gradcheck:
     input:
+        sources=step_sources("gradcheck"),
         weights=WEIGHTS,
         manifest=MANIFEST,
         **TEST_DATA,
     output:
         csv=report("results/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"),
     params:
-        job=job(GRADCHECK),
+        **step_params(GRADCHECK),
     log:
         "results/logs/gradcheck.log",
     benchmark:
@@ -22,10 +23,12 @@ rule gradcheck:
 
 
 rule torch_worked_example:
+    input:
+        sources=step_sources("worked_example"),
     output:
         json="results/worked_example_torch.json",
     params:
-        job=job(),
+        **step_params(),
     log:
         "results/logs/torch_worked_example.log",
     threads: 1

@@ -6,22 +6,17 @@
 
 rule infer_shard:
     input:
+        sources=lambda wildcards: step_sources("infer", backends=[wildcards.backend]),
         weights=WEIGHTS,
         manifest=MANIFEST,
         **TEST_DATA,
     output:
-        # Gathered into results/inference/{backend}.csv, then removed.
-        csv=temp("results/inference/shards/{backend}/{shard}.csv"),
-        meta=temp("results/inference/shards/{backend}/{shard}.json"),
+        # Gathered into results/inference/{backend}.csv. Kept, not temp(): a missing shard
+        # would be predicted again whenever its gather reruns.
+        csv="results/inference/shards/{backend}/{shard}.csv",
+        meta="results/inference/shards/{backend}/{shard}.json",
     params:
-        job=job(
-            lambda wildcards: INFERENCE
-            | {
-                "backend": wildcards.backend,
-                "shard": int(wildcards.shard),
-                "shards": shards_of(wildcards.backend),
-            }
-        ),
+        **step_params(lambda wildcards: infer_settings(wildcards.backend, int(wildcards.shard))),
     wildcard_constraints:
         backend="|".join(BACKENDS),
         shard=r"\d+",
@@ -42,6 +37,7 @@ rule infer_shard:
 
 rule gather_inference:
     input:
+        sources=step_sources("gather"),
         csv=shard_files("csv"),
         meta=shard_files("json"),  # read beside each CSV by the gather step
     output:
@@ -53,7 +49,7 @@ rule gather_inference:
         ),
         meta="results/inference/{backend}.json",
     params:
-        job=job(),
+        **step_params(),
     wildcard_constraints:
         backend="|".join(BACKENDS),
     log:
@@ -70,13 +66,15 @@ rule gather_inference:
 
 rule throughput:
     input:
+        sources=step_sources("throughput", backends=BACKENDS),
         weights=WEIGHTS,
         manifest=MANIFEST,
         **TEST_DATA,
     output:
         csv=report("results/throughput.csv", caption="../report/throughput.rst", category="Timing"),
     params:
-        job=job(INFERENCE),
+        # inference's settings but those of single predictions
+        **step_params(without(INFERENCE, ["limit", "warmup", "shards"])),
     log:
         "results/logs/throughput.log",
     benchmark:
@@ -93,6 +91,7 @@ rule throughput:
 
 rule agreement:
     input:
+        sources=step_sources("agreement"),
         predictions=expand("results/inference/{backend}.csv", backend=BACKENDS),
     output:
         agreement=report(
@@ -101,7 +100,7 @@ rule agreement:
         accuracy="results/accuracy.csv",
         disagreements="results/disagreements.csv",
     params:
-        job=job(),
+        **step_params(),
     log:
         "results/logs/agreement.log",
     threads: 1
@@ -115,10 +114,12 @@ rule agreement:
 
 
 rule record_environment:
+    input:
+        sources=step_sources("environment"),
     output:
         json="results/environment.json",
     params:
-        job=job({"threads": INFERENCE["threads"]}),
+        **step_params({"threads": INFERENCE["threads"]}),
     log:
         "results/logs/record_environment.log",
     threads: 1
@@ -133,6 +134,7 @@ rule record_environment:
 
 rule bench_processes:
     input:
+        sources=step_sources("bench_processes", backends=BACKENDS),
         weights=WEIGHTS,
         manifest=MANIFEST,
         **TEST_DATA,
@@ -140,7 +142,7 @@ rule bench_processes:
         json="results/bench_processes.json",
     params:
         # the bench's settings; backends and threads are the timed inference jobs'
-        job=job(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
+        **step_params(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
     log:
         "results/logs/bench_processes.log",
     benchmark:

@@ -1,5 +1,6 @@
 rule report:
     input:
+        sources=sources("cnnbench.report.__main__"),
         # every file the report reads (cnnbench.report.inputs), so a changed one reruns it
         metrics=rules.train.output.metrics,
         manifest=rules.export_weights.output.manifest,
@@ -32,8 +33,8 @@ rule report:
     output:
         html=report("results/report.html", caption="../report/report_html.rst", category="Report"),
     params:
-        # settings: the whole effective config (the page shows it)
-        job=job(config),
+        # settings: the whole effective config (the page shows it); any change reruns the report
+        **step_params(config, untracked=[f"dataset.{MIRRORS}"]),
     log:
         "results/logs/report.log",
     threads: 1

@@ -1,5 +1,6 @@
 rule train:
     input:
+        sources=step_sources("train"),
         train_images=data_path("train_images"),
         train_labels=data_path("train_labels"),
         **TEST_DATA,
@@ -12,7 +13,7 @@ rule train:
             category="Training",
         ),
     params:
-        job=job({"train": TRAIN, "architecture": ARCHITECTURE.to_dict()}),
+        **step_params({"train": TRAIN, "architecture": ARCHITECTURE.to_dict()}),
     log:
         "results/logs/train.log",
     benchmark:
@@ -29,6 +30,7 @@ rule train:
 
 rule export_weights:
     input:
+        sources=step_sources("export"),
         checkpoint=rules.train.output.checkpoint,
         metrics=rules.train.output.metrics,
         train_images=data_path("train_images"),
@@ -39,7 +41,7 @@ rule export_weights:
         onnx="results/model/model.onnx",  # the onnxruntime backend builds the same bytes in memory
         manifest=MANIFEST,
     params:
-        job=job(
+        **step_params(
             {
                 "train": TRAIN,
                 "dataset_name": DATASET["name"],
@@ -62,6 +64,7 @@ rule export_weights:
 
 rule train_numpy:
     input:
+        sources=step_sources("train_numpy"),
         train_images=data_path("train_images"),
         train_labels=data_path("train_labels"),
         **TEST_DATA,
@@ -81,7 +84,7 @@ rule train_numpy:
         manifest=MANIFEST_NUMPY,
         summary="results/training_numpy/summary.json",
     params:
-        job=job(
+        **step_params(
             {
                 "train": TRAIN,
                 "train_numpy": TRAIN_NUMPY,
@@ -111,6 +114,7 @@ NUMPY_TRAINED_BACKENDS = [backend for backend in BACKENDS if backend not in SLOW
 
 rule infer_numpy_trained:
     input:
+        sources=lambda wildcards: step_sources("infer", backends=[wildcards.backend]),
         weights=WEIGHTS_NUMPY,
         manifest=MANIFEST_NUMPY,
         **TEST_DATA,
@@ -118,7 +122,7 @@ rule infer_numpy_trained:
         csv="results/inference_numpy_trained/{backend}_numpy_trained.csv",
         meta="results/inference_numpy_trained/{backend}_numpy_trained.json",
     params:
-        job=job(lambda wildcards: INFERENCE | {"backend": wildcards.backend, "shard": 0, "shards": 1}),
+        **step_params(lambda wildcards: infer_settings(wildcards.backend, 0)),
     wildcard_constraints:
         backend="|".join(NUMPY_TRAINED_BACKENDS),
     log:
@@ -135,6 +139,7 @@ rule infer_numpy_trained:
 
 rule agreement_numpy_trained:
     input:
+        sources=step_sources("agreement"),
         predictions=[
             "results/inference/torch.csv",
             *expand(
@@ -147,7 +152,7 @@ rule agreement_numpy_trained:
         accuracy="results/agreement_numpy_trained/accuracy.csv",
         disagreements="results/agreement_numpy_trained/disagreements.csv",
     params:
-        job=job(),
+        **step_params(),
     log:
         "results/logs/agreement_numpy_trained.log",
     threads: 1

@@ -85,6 +85,10 @@ def load(name: str, weights_path: str | Path, architecture: Architecture) -> Bac
     if name not in _IMPLEMENTATIONS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
     arrays = load_weights(weights_path, architecture)
-    traits = _IMPLEMENTATIONS[name]
-    module = importlib.import_module(f"{__name__}.{traits.module}")
-    return getattr(module, traits.cls)(arrays, architecture)
+    module = importlib.import_module(module_name(name))
+    return getattr(module, _IMPLEMENTATIONS[name].cls)(arrays, architecture)
+
+
+def module_name(name: str) -> str:
+    """The module implementing backend ``name`` (imported only by ``load``)."""
+    return f"{__name__}.{_IMPLEMENTATIONS[name].module}"
