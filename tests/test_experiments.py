@@ -235,3 +235,39 @@ def test_images_per_backend_count_both_trainings_but_the_loop_backend(config):
     config["experiments"]["mine"]["inference"] = {"limit": 7, "backends": ["torch"]}
     experiments = cnnbench_config.experiments(config, SCHEMA)
     assert sweep.images_per_backend(experiments, set())["torch"] == 2 * (10_000 + 100 + 7)
+
+
+# ---------------------------------------------------------------------------- the workflow
+
+
+def test_a_dry_run_says_the_cost_of_the_shipped_sweep(tmp_path, run_snakemake):
+    overlay = yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())
+    result = run_snakemake(tmp_path / "run", overlay, "-n", "--cores", "2", timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    line = re.search(r"cnnbench: 3 experiments \((.*?)\), .*", output)
+    assert sorted(line[1].split(", ")) == ["lenet5", "seed", "wide"]  # the overlay's order
+    line = line[0]
+    total = int(re.search(r"^total\s+(\d+)$", output, re.MULTILINE)[1])
+    assert f"1 dataset download, 3 trainings, {total} jobs from scratch" in line
+    # all 10 000 test images of each experiment, twice where NumPy-trained weights run too
+    assert line.endswith(
+        "torch 60,000, onnxruntime 60,000, numpy_im2col 60,000, numba_loops 60,000, "
+        "numpy_loops 30,000."
+    )
+    for name in ("seed", "lenet5", "wide"):
+        assert f"results/experiments/{name}/report.html" in output
+    assert "results/experiments.csv" in output
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_a_bad_experiment_stops_snakemake_naming_it(tmp_path, run_snakemake):
+    overlay = {
+        "experiments": {"seed": {}, "tiny": {"model": {"layers": [{"conv": 4, "kernel": 40}]}}}
+    }
+    result = run_snakemake(tmp_path / "run", overlay, "-n", "--cores", "1", timeout=300)
+    assert result.returncode != 0
+    assert "Error validating config file: experiment 'tiny': model.layers[0]" in (
+        result.stdout + result.stderr
+    )
+    assert not (tmp_path / "run" / "results").exists()
