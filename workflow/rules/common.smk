@@ -48,7 +48,7 @@ BACKENDS = list(dict.fromkeys(b for run in RUNS.values() for b in run["inference
 
 wildcard_constraints:
     experiment="|".join(map(re.escape, RUNS)) or "-",
-    training="|".join(TRAINING_RUNS),
+    training="|".join(map(re.escape, TRAINING_RUNS)),
     dataset="|".join(map(re.escape, DATASETS)),
 
 
