@@ -24,6 +24,8 @@ MEDIAN_LATENCY = {
     "numba_loops": 7.5e-4,
     "numpy_loops": 0.23,
 }
+# spread of the latencies (sigma of their log): numba_loops is unstable (IQR / median ~ 34 %)
+LATENCY_SPREAD = {name: 0.25 if name == "numba_loops" else 0.03 for name in MEDIAN_LATENCY}
 TEST_IMAGES = 250  # the synthetic "test set"; backends run on the first ``images`` of them
 DISAGREE_INDEX = 7  # numpy_loops flips this near-tie image
 BENCH_START = 1_700_000_000.0
@@ -47,6 +49,8 @@ def named_inputs(root: Path) -> tuple[dict, dict]:
         ],
         "throughput": results / "throughput.csv",
         "bench_processes": results / "bench_processes.json",
+        "machine": results / "machine.json",
+        "layers": results / "layers.csv",
         "agreement": results / "agreement.csv",
         "accuracy": results / "accuracy.csv",
         "disagreements": results / "disagreements.csv",
@@ -196,7 +200,7 @@ def write_synthetic_results(
             logits[DISAGREE_INDEX] = base[DISAGREE_INDEX]
             if name == "numpy_loops":
                 logits[DISAGREE_INDEX, 9] += 4e-7
-        latency = MEDIAN_LATENCY[name] * np.exp(rng.normal(0, 0.25, images))
+        latency = MEDIAN_LATENCY[name] * np.exp(rng.normal(0, LATENCY_SPREAD[name], images))
         table = pd.DataFrame(
             {
                 "index": np.arange(images),
@@ -356,6 +360,8 @@ def write_synthetic_results(
         )
         os.utime(path, (BENCH_START + start + seconds, BENCH_START + start + seconds))
     _write_bench_processes(results, backends)
+    _write_machine(results)
+    write_layers(results, backends, SEED)
     return config_path
 
 
@@ -398,6 +404,65 @@ def _write_bench_processes(results: Path, backends: list[str]) -> None:
         "per_process": per_process,
     }
     (results / "bench_processes.json").write_text(json.dumps(summary, indent=1))
+
+
+# machine.json (cnnbench.bench.machine): 32 KiB L1, 1 MiB L2, 32 MiB L3; triad bandwidth falling
+# from 140 GB/s in L1 to 16 GB/s in memory; BLAS 96 GFLOP/s, ONNX Runtime 150, numba 30
+MACHINE_CACHES = [
+    {"level": 1, "type": "Data", "bytes": 32 * 1024},
+    {"level": 2, "type": "Unified", "bytes": 1024**2},
+    {"level": 3, "type": "Unified", "bytes": 32 * 1024**2},
+]
+MACHINE_BANDWIDTH = [
+    (16 * 1024 * 2**k, gbps)
+    for k, gbps in enumerate([140, 130, 90, 89, 91, 90, 78, 79, 80, 72, 29, 21, 16, 15.9])
+]
+
+
+def _write_machine(results: Path) -> None:
+    bandwidth = [{"bytes": size, "gb_per_s": gbps} for size, gbps in MACHINE_BANDWIDTH]
+    machine = {
+        "threads": 1,
+        "matmul": {"size": 384, "gflops": 96.0},
+        "onnxruntime_matmul": {"size": 384, "gflops": 150.0},
+        "numba_dot": {"width": 1024, "gflops": 30.0},
+        "peak_gflops": 150.0,
+        "caches": MACHINE_CACHES,
+        "bandwidth": bandwidth,
+        "roofs": {"L1": 140.0, "L2": 91.0, "L3": 80.0, "memory": 16.0},
+        "load_average": [[0.4, 0.5, 0.6], [0.5, 0.5, 0.6]],
+        "environment": {"cpu_model": "Synthetic CPU @ 3.00GHz", "threads": 1},
+    }
+    (results / "machine.json").write_text(json.dumps(machine, indent=1))
+
+
+# layers.csv (cnnbench.steps.layer_times): each layer's share of a backend's time per image;
+# the layers add up to LAYER_SUM of the whole forward pass. numba_loops has no rows here: the report copes with a backend left unsplit.
+LAYER_SUM = 1.04
+LARGE_BATCH = {"numpy_loops": 2}  # the slow backend's sample; the others' is 250
+
+
+def write_layers(results: Path, backends: list[str], architecture) -> None:
+    names = [layer.name for layer in architecture.layers]
+    shares = np.linspace(1, 2, len(names)) / np.linspace(1, 2, len(names)).sum()
+    rows = []
+    for name in backends:
+        if name == "numba_loops":
+            continue
+        for size in (1, LARGE_BATCH.get(name, 250)):
+            whole = MEDIAN_LATENCY[name]
+            rows += [
+                {
+                    "backend": name,
+                    "batch_size": size,
+                    "layer": layer,
+                    "seconds": whole * LAYER_SUM * share,
+                    "forward_s": whole,
+                    "method": f"synthetic split of {name}",
+                }
+                for layer, share in zip(names, shares, strict=True)
+            ]
+    pd.DataFrame(rows).to_csv(results / "layers.csv", index=False)
 
 
 def _write_training_numpy(results: Path, metrics: pd.DataFrame, rng) -> None:

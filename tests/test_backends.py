@@ -132,6 +132,32 @@ def test_bad_weights_rejected(tmp_path, weights_path, init_arrays):
 
 def test_numba_arrays_cache_line_aligned(loaded):
     """Its speed once depended on where NumPy happened to place its arrays (see the module)."""
-    arrays = loaded["numba_loops"]._arguments
-    assert len(arrays) == 16
-    assert [a.ctypes.data % 64 for a in arrays] == [0] * len(arrays)
+    from cnnbench.backends.numba_loops import BIAS, IN_OFFSET, OUT_OFFSET, WEIGHT
+
+    table, activations, parameters, windows = loaded["numba_loops"]._arguments
+    assert [a.ctypes.data % 64 for a in (activations, parameters, windows[0], windows[1])] == [
+        0
+    ] * 4
+    offsets = table[:, [IN_OFFSET, OUT_OFFSET, WEIGHT, BIAS]]
+    assert (offsets % 16 == 0).all() and len(np.unique(offsets[:, 2:])) == 2 * len(table)
+
+
+@pytest.mark.parametrize("name", ["torch", "numpy_im2col", "numba_loops", "numpy_loops"])
+def test_stages_compose_to_predict(name, loaded, test_images):
+    """One function per layer, named as the architecture's layers, their composition bit for bit
+    predict (batch 1 and a batch across numpy_im2col's chunks); the first checks its input."""
+    backend = loaded[name]
+    stages = backend.stages()
+    assert [stage for stage, _ in stages] == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    for x in (test_images[0][:1], test_images[0][: 2 if name == "numpy_loops" else IMAGES]):
+        a = x
+        for _, stage in stages:
+            a = stage(a)
+        np.testing.assert_array_equal(a, backend.predict(x))
+    with pytest.raises(ValueError, match="float32 array of shape"):
+        stages[0][1](test_images[0].astype(np.float64))
+
+
+def test_stages_not_provided(loaded):
+    with pytest.raises(NotImplementedError, match="onnxruntime has no per-layer stages"):
+        loaded["onnxruntime"].stages()

@@ -15,6 +15,7 @@ from cnnbench.ops import (
     conv2d_backward_im2col,
     conv2d_backward_loops,
     conv2d_im2col,
+    conv2d_im2col_with_columns,
     conv2d_loops,
     im2col,
 )
@@ -183,6 +184,24 @@ def test_im2col_columns_and_col2im_adjoint():
     assert abs(left - right) <= 1e-12 * abs(left)
     with pytest.raises(ValueError, match="cols has shape"):
         col2im(cols[:, :-1], x.shape, 3, 2, stride=2, padding=2)
+
+
+@settings(max_examples=20, deadline=None)
+@given(problem=conv_problems(MAX_IMAGE_SIZE["im2col"]))
+def test_backward_reusing_the_forwards_columns_is_the_same(problem):
+    """Training keeps each forward's column matrix for the backward: same results, bit for bit."""
+    x, w, b, dy = (problem[k] for k in ("x", "w", "b", "dy"))
+    geometry = (problem["stride"], problem["padding"])
+    y, kept = conv2d_im2col_with_columns(x, w, b, *geometry)
+    np.testing.assert_array_equal(y, conv2d_im2col(x, w, b, *geometry))
+    np.testing.assert_array_equal(kept["cols"], im2col(x, *w.shape[2:], *geometry))
+    reused = conv2d_backward_im2col(dy, x, w, *geometry, **kept)
+    for actual, expected in zip(reused, conv2d_backward_im2col(dy, x, w, *geometry), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    with pytest.raises(ValueError, match=r"cols is float64 .* expected x's column matrix"):
+        conv2d_backward_im2col(dy, x, w, *geometry, cols=kept["cols"][:, 1:])
+    with pytest.raises(ValueError, match="cols is float32"):
+        conv2d_backward_im2col(dy, x, w, *geometry, cols=kept["cols"].astype(np.float32))
 
 
 def _conv_args(**changes) -> dict:

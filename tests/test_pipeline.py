@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL
+from conftest import REPO, SMALL
 
 from cnnbench.backends import SLOW
 from cnnbench.network.architecture import SEED
@@ -92,7 +92,30 @@ def test_pipeline_produces_every_result(pipeline):
     report = (results / "report.html").read_text()
     assert "numpy_loops" in report and "onnxruntime" in report and manifest["sha256"] in report
     assert 'id="variance-table"' in report and "Between 2 fresh processes" in report
-    for rule in ("train", "gradcheck", "throughput", "infer_numpy_loops_1", "bench_processes"):
+    # this machine's limits and every splittable backend's time per layer, in the report
+    machine = json.loads((results / "machine.json").read_text())
+    assert machine["peak_gflops"] > 0 and machine["roofs"]["memory"] > 0
+    layers = read_csv(results / "layers.csv")
+    names = [layer["name"] for layer in manifest["architecture"]["layers"]]
+    split = sorted({row["backend"] for row in layers})
+    assert split == sorted(BACKENDS)
+    for backend in split:
+        for size in {row["batch_size"] for row in layers if row["backend"] == backend}:
+            rows = [r for r in layers if r["backend"] == backend and r["batch_size"] == size]
+            assert [r["layer"] for r in rows] == names, (backend, size)
+    assert 'id="where-table"' in report and 'id="roofs-table"' in report
+    assert 'id="above-roof"' not in report, "a layer ran above this machine's roofs"
+    for rule in (
+        "train",
+        "gradcheck",
+        "throughput",
+        "infer_numpy_loops_1",
+        "bench_processes",
+        "machine_limits",
+        "layer_times",
+        "train_numpy",
+        "infer_numpy_trained_onnxruntime",
+    ):
         assert (results / f"benchmarks/{rule}.tsv").is_file(), rule
         assert (results / f"logs/{rule}.log").is_file(), rule
 
@@ -161,3 +184,36 @@ def test_replaced_weights_stop_the_consumers_until_reexported(pipeline, tmp_path
     )
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == exported
+
+
+def test_lenet5_example_runs_end_to_end_with_every_backend_agreeing(
+    tmp_path, mnist_mirror, run_snakemake
+):
+    """The shipped examples/lenet5.yaml (max pooling, two hidden layers) through the whole
+    workflow at small limits: every backend predicts the same class on every image."""
+    import yaml
+
+    from cnnbench.network.architecture import build
+
+    lenet = yaml.safe_load((REPO / "examples" / "lenet5.yaml").read_text())["model"]
+    overlay = {
+        **SMALL,
+        "model": lenet,
+        "train": {**SMALL["train"], "limit": 1000},
+        "dataset": {"mirrors": [mnist_mirror]},
+    }
+    result = run_snakemake(tmp_path, overlay, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = tmp_path / "results"
+    manifest = json.loads((results / "model/manifest.json").read_text())
+    assert manifest["architecture"] == build(lenet, (1, 28, 28), 10).to_dict()
+    agreement = read_csv(results / "agreement.csv")
+    pairs = len(BACKENDS) * (len(BACKENDS) - 1) // 2
+    assert len(agreement) == pairs
+    assert all(row["agree"] == row["images"] == "24" for row in agreement), agreement
+    assert all(float(row["max_abs_logit_diff"]) < 1e-4 for row in agreement), agreement
+    gradcheck = read_csv(results / "gradcheck.csv")
+    assert {row["tensor"] for row in gradcheck} >= {"conv1.weight", "fc3.bias", "input"}
+    assert all(row["passed"] == "True" for row in gradcheck)
+    report = (results / "report.html").read_text()
+    assert "max pool 2×2 /2" in report and "fc3" in report

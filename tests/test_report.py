@@ -16,7 +16,9 @@ from synthetic_results import (
     BENCH_BATCH,
     BENCH_LATENCY,
     DISAGREE_INDEX,
+    LAYER_SUM,
     named_inputs,
+    write_layers,
     write_synthetic_results,
 )
 
@@ -58,10 +60,11 @@ def test_every_section_and_toc_entry_present(full_report):
         ("summary", "1. Summary"),
         ("training", "2. Training"),
         ("timing", "3. Timing"),
-        ("agreement", "4. Agreement"),
-        ("gradients", "5. Gradient checks"),
-        ("worked-example", "6. Worked example"),
-        ("provenance", "7. Provenance"),
+        ("where", "4. Where the time goes"),
+        ("agreement", "5. Agreement"),
+        ("gradients", "6. Gradient checks"),
+        ("worked-example", "7. Worked example"),
+        ("provenance", "8. Provenance"),
     ]:
         assert f'<section id="{section_id}">' in page
         assert f'<a href="#{section_id}">' in page
@@ -98,20 +101,28 @@ def test_summary_numbers_match_the_tables(full_report):
         assert cells[8] == fmt.duration(latency.sum())
         if backend != "torch":
             assert cells[6] == fmt.speedup(torch_median, latency.median())
-        # the speed bar: the median as a multiple of the production peer's
-        versus_peer = "peer" if peer else f"{fmt.sig(latency.median() / peer_median)}×"
-        assert cells[7] == versus_peer
+        # the speed bar: the median as a multiple of the production peer's, with an interval
         timing = _row(page, "timing-table", backend)
-        assert timing[3] == fmt.duration(np.percentile(latency, 95))
-        assert timing[8] == versus_peer
+        assert timing[7] == cells[7]
+        if peer:
+            assert cells[7] == "peer"
+        else:
+            ratio = latency.median() / peer_median
+            shown = re.fullmatch(r"(\S+)× \[(\S+)–(\S+)\]", cells[7])
+            assert shown and shown.group(1) == fmt.sig(ratio), cells[7]
+            low, high = (float(shown.group(k).replace(",", "")) for k in (2, 3))
+            assert low < ratio < high and high / low < 1.2, cells[7]
+        # MLPerf's single-stream percentiles beside the mean
+        assert timing[1] == fmt.duration(latency.median())
+        assert timing[2] == fmt.duration(np.percentile(latency, 90))
+        assert timing[3] == fmt.duration(latency.mean())
+        q1, q3 = np.percentile(latency, [25, 75])
+        assert timing[4] == fmt.share((q3 - q1) / latency.median())
     assert "slower" in _row(page, "summary-table", "numpy_loops")[6]
     assert _row(page, "summary-table", "numpy_loops")[3].startswith("199 / 200")
-    # timing table: the p99 and the numba compile time
-    numba = _row(page, "timing-table", "numba_loops")
-    latency = pd.read_csv(results / "inference" / "numba_loops.csv")["latency_s"]
-    assert numba[4] == fmt.duration(np.percentile(latency, 99))
-    assert numba[10] == "2.34 s"
-    assert _row(page, "timing-table", "torch")[10] == "none"
+    # timing table: the numba compile time
+    assert _row(page, "timing-table", "numba_loops")[9] == "2.34 s"
+    assert _row(page, "timing-table", "torch")[9] == "none"
     assert 'id="fact-accuracy">97.91 %<' in page
     assert "the first 200 of 250 test images" in page
 
@@ -131,8 +142,10 @@ def test_peer_is_labelled_and_not_counted_as_hand_written(full_report):
     assert "Fastest hand-written backend" in fastest
     assert f'class="value">{hand_written}<' in fastest
     ratio = fmt.sig(medians[hand_written] / medians["onnxruntime"])
-    assert f"{fmt.duration(medians[hand_written])} per image, {ratio}× the time of onnxruntime" in (
-        fastest
+    assert re.search(
+        rf"{fmt.duration(medians[hand_written])} per image, {ratio}× \[\S+–\S+\] the time of "
+        "onnxruntime",
+        fastest,
     )
     peer = re.search(r'id="fact-peer">(.*?)</div></div>', page, re.S).group(1)
     assert 'class="value">onnxruntime<' in peer
@@ -168,9 +181,87 @@ def test_variance_between_processes(full_report):
             low, mid, high = min(values), float(np.median(values)), max(values)
             assert cells[offset] == f"{fmt.duration(low)} – {fmt.duration(high)}"
             assert cells[offset + 1] == fmt.duration(mid)
-            assert cells[offset + 2] == f"{100 * (high - low) / mid:.0f} %"
+            flag = " unstable" if (high - low) / mid > 0.10 else ""
+            assert cells[offset + 2] == f"{100 * (high - low) / mid:.0f} %{flag}"
     assert _row(page, "variance-table", "onnxruntime")[3] == "3 %"  # 73-75 us around 74 us
     assert "ran 3 times, each in a fresh process" in timing
+
+
+def test_unstable_backends_are_flagged(full_report, tmp_path):
+    """IQR / median above 10 % within the run, or a median moving more than 10 % between fresh
+    processes, flags a backend unstable, with the reasons; the others read stable."""
+    root, page = full_report
+    results = root / "results"
+    for name in ALL_BACKENDS:
+        latency = pd.read_csv(results / "inference" / f"{name}.csv")["latency_s"]
+        q1, q3 = np.percentile(latency, [25, 75])
+        iqr = (q3 - q1) / latency.median()
+        moved = {
+            key: (max(v[name]) - min(v[name])) / np.median(v[name])
+            for key, v in (("batch-1", BENCH_LATENCY), ("large-batch", BENCH_BATCH))
+        }
+        cell = _row(page, "timing-table", name)[5]
+        expected = [f"IQR {fmt.share(iqr)} of its median"] if iqr > 0.10 else []
+        expected += [
+            f"{key} median moved {100 * spread:.0f} % between processes"
+            for key, spread in moved.items()
+            if spread > 0.10
+        ]
+        assert cell == ("".join(["unstable", *expected]) if expected else "stable"), name
+    assert _row(page, "timing-table", "numba_loops")[5].startswith("unstable")  # 34 %, 60 %, 13 %
+    assert _row(page, "timing-table", "torch")[5] == "stable"  # 3 %, 9.5 %, 9.5 %
+    # a median that moves 20 % in one of the processes alone is enough
+    write_synthetic_results(tmp_path)
+    bench = json.loads((tmp_path / "results" / "bench_processes.json").read_text())
+    bench["per_process"][1]["latency"]["torch"] *= 1.2
+    (tmp_path / "results" / "bench_processes.json").write_text(json.dumps(bench))
+    moved = [run["latency"]["torch"] for run in bench["per_process"]]
+    spread = (max(moved) - min(moved)) / np.median(moved)
+    torch = _row(render(load_results(*named_inputs(tmp_path))), "timing-table", "torch")[5]
+    assert torch == f"unstablebatch-1 median moved {100 * spread:.0f} % between processes"
+
+
+def test_median_ratio_interval_covers_the_true_ratio():
+    """The 95 % bootstrap interval of a ratio of medians covers the true ratio in about 95 % of
+    repeated experiments (lognormal latencies: medians 1.0 and 1.5), and is seeded."""
+    from cnnbench.report.common import median_ratio
+
+    rng = np.random.default_rng(12)
+    covered = 0
+    trials = 100
+    for _ in range(trials):
+        own = 1.5 * rng.lognormal(0, 0.2, 300)
+        peer = rng.lognormal(0, 0.1, 200)
+        ratio, low, high = median_ratio(own, peer)
+        assert low < ratio < high
+        covered += low <= 1.5 <= high
+    assert 0.88 <= covered / trials <= 0.995, covered
+    assert median_ratio(own, peer) == median_ratio(own.copy(), peer.copy())
+
+
+def test_machine_limits(full_report, tmp_path):
+    """Peaks and each cache level's roof as machine.json gives them; the ridge point is the
+    highest peak over the bandwidth. Without machine.json the part is left out, silently."""
+    root, page = full_report
+    machine = json.loads((root / "results" / "machine.json").read_text())
+    timing = _section(page, "timing")
+    peaks = re.search(r'id="peaks-table".*?</table>', timing, re.S).group(0)
+    for key in ("matmul", "onnxruntime_matmul", "numba_dot"):
+        assert f"{fmt.sig(machine[key]['gflops'])} GFLOP/s" in peaks
+    roofs = re.search(r'id="roofs-table".*?</table>', timing, re.S).group(0)
+    rows = re.findall(r'<tr data-level="(\w+)">(.*?)</tr>', roofs, re.S)
+    assert [level for level, _ in rows] == ["L1", "L2", "L3", "memory"]
+    for level, row in rows:
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        bandwidth = machine["roofs"][level]
+        assert cells[2] == f"{fmt.sig(bandwidth)} GB/s"
+        assert cells[3] == f"{fmt.sig(machine['peak_gflops'] / bandwidth)} FLOP/byte"
+    assert [c for _, row in rows[:3] for c in re.findall(r"KiB|MiB", row)] == ["KiB"] + ["MiB"] * 2
+    write_synthetic_results(tmp_path, backends=["torch"], images=10)
+    (tmp_path / "results" / "machine.json").unlink()
+    inputs, config = named_inputs(tmp_path)
+    results = load_results({k: v for k, v in inputs.items() if k != "machine"}, config)
+    assert 'id="roofs-table"' not in render(results) and not results.notes
 
 
 def test_variance_left_out_without_the_bench(tmp_path):
@@ -238,6 +329,112 @@ def test_network_table_shows_the_manifests_architecture(full_report, tmp_path):
     ]
     assert rows[1][3:5] == ["0", "0"]  # pooling: no parameters, no multiply-adds counted
     assert "61,706</strong> parameters" in page  # LeNet-5's well-known count
+
+
+def _where_rows(page: str) -> dict[str, list[str]]:
+    table = re.search(r'<table[^>]*id="where-table".*?</table>', page, re.S).group(0)
+    return {
+        layer: [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for layer, row in re.findall(r'<tr data-layer="(\w+)">(.*?)</tr>', table, re.S)
+    }
+
+
+def test_where_the_time_goes(full_report):
+    """Per layer: multiply-adds, bytes, intensity and bound from the architecture, each backend's
+    distance from the roof; the layers' sum against the whole forward pass; one sentence each."""
+    root, page = full_report
+    results = root / "results"
+    machine = json.loads((results / "machine.json").read_text())
+    layers = pd.read_csv(results / "layers.csv")
+    where = _section(page, "where")
+    rows = _where_rows(page)
+    assert list(rows) == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    # conv2: 64 x 32 x 3 x 3 weights + 64 biases; input 32 x 14 x 14, output 64 x 7 x 7
+    weights, moved_in, moved_out = 4 * (64 * 32 * 9 + 64), 4 * 32 * 14 * 14, 4 * 64 * 7 * 7
+    # multiply-adds to do: every output's taps that land inside the 14 x 14 input (stride 2,
+    # padding 1: the first row and column of outputs lose one of their 3 taps each way)
+    inside = [sum(0 <= 2 * o - 1 + k < 14 for k in range(3)) for o in range(7)]
+    macs = 64 * 32 * sum(inside) ** 2
+    assert sum(inside) == 20
+    inside = [sum(0 <= 2 * o - 1 + k < 7 for k in range(3)) for o in range(4)]  # conv3: 7 -> 4
+    assert rows["conv3"][1][0] == f"{128 * 64 * sum(inside) ** 2:,}"
+    conv2 = rows["conv2"]
+    assert conv2[1] == [f"{macs:,}", f"{64 * 7 * 7 * 32 * 9:,}", "with", "padding"]
+    intensity = {size: 2 * macs / (weights / size + moved_in + moved_out) for size in (1, 250)}
+    assert conv2[3] == [fmt.sig(intensity[1]), fmt.sig(intensity[250])]
+    # the roof: the peak, or the bandwidth of the level the working set fits in times intensity
+    peak, roofs = machine["peak_gflops"], machine["roofs"]
+    for name in ("torch", "onnxruntime", "numpy_im2col"):
+        column = 5 + ["torch", "onnxruntime", "numpy_im2col", "numpy_loops"].index(name)
+        shown = []
+        for size in (1, 250):
+            working_set = weights + size * (moved_in + moved_out)
+            level = "L2" if working_set <= 1024**2 else "L3"
+            roof = min(peak, intensity[size] * roofs[level])
+            seconds = layers.query("backend == @name and batch_size == @size and layer == 'conv2'")[
+                "seconds"
+            ].iloc[0]
+            shown.append(f"{fmt.sig(roof / (2 * macs / seconds / 1e9), 2)}×")
+        assert conv2[column] == shown, name
+    assert "numba_loops" not in rows["conv2"] and "Not split yet: numba_loops" in where
+    # fc1 at batch 1 reads its 2 MB of weights per image: memory-bound (L3); at 250, compute
+    assert rows["fc1"][4] == ["memory", "(L3)", "compute"]
+    fc1_bytes = 4 * (250 * 2048 + 250) + 4 * 2048 + 4 * 250
+    fc1_flops = 2 * 2048 * 250
+    seconds = layers.query("backend == 'torch' and batch_size == 1 and layer == 'fc1'")["seconds"]
+    roof = fc1_flops / fc1_bytes * roofs["L3"]
+    distance = roof / (fc1_flops / seconds.iloc[0] / 1e9)
+    assert rows["fc1"][5][0] == f"{fmt.sig(distance, 2)}×"
+    # sums: every backend's layers add up to LAYER_SUM of its whole forward pass
+    sums = re.search(r'id="where-sums".*?</table>', where, re.S).group(0)
+    assert sums.count(f'<td class="num">{LAYER_SUM:.2f}</td>') == 8  # 4 backends x 2 batches
+    assert "off by over 15 %" not in sums
+    sentences = re.findall(
+        r"<li>(.*?)</li>", where.split('id="where-sentences"')[1].split("</ul>")[0]
+    )
+    assert [s.split(" (batch 1)")[0] for s in sentences] == [
+        "torch",
+        "onnxruntime",
+        "numpy_im2col",
+        "numpy_loops",
+    ]
+    assert "is limited by the interpreter" in sentences[-1]
+    assert 'id="above-roof"' not in where and where.count("<img") == 2
+
+
+def test_a_point_above_the_roofs_is_an_error(tmp_path):
+    """No layer can run faster than the peak or move data faster than the L1 cache: such a
+    point is listed as a measurement or counting error."""
+    write_synthetic_results(tmp_path)
+    path = tmp_path / "results" / "layers.csv"
+    layers = pd.read_csv(path)
+    fast = (layers.backend == "onnxruntime") & (layers.batch_size == 1) & (layers.layer == "conv3")
+    layers.loc[fast, "seconds"] = 2 * 819_200 / 1e9 / 200  # 200 GFLOP/s: above the 150 peak
+    layers.to_csv(path, index=False)
+    where = _section(render(load_results(*named_inputs(tmp_path))), "where")
+    above = re.search(r'id="above-roof">(.*?)</div>', where, re.S).group(1)
+    assert re.findall(r"<li>(.*?)</li>", above) == ["onnxruntime, batch 1, conv3"]
+
+
+def test_where_follows_any_architecture(tmp_path):
+    """Rows come from the manifest's architecture (pooling layers held to bandwidth); a table
+    naming other layers is noted, not trusted."""
+    write_synthetic_results(tmp_path)
+    manifest_path = tmp_path / "results" / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    model = {"layers": [{"conv": 8, "kernel": 3, "padding": 1}, {"pool": "max", "kernel": 2}]}
+    architecture = build(model | {"hidden": [32]}, (1, 28, 28), 10)
+    manifest["architecture"] = architecture.to_dict()
+    manifest_path.write_text(json.dumps(manifest))
+    page = render(load_results(*named_inputs(tmp_path)))  # the seed's layers.csv: not trusted
+    assert "layers.csv times layers the network lacks: conv2, conv3" in page
+    write_layers(tmp_path / "results", ALL_BACKENDS, architecture)
+    page = render(load_results(*named_inputs(tmp_path)))
+    rows = _where_rows(page)
+    assert list(rows) == ["conv1", "pool1", "fc1", "fc2"]
+    assert rows["pool1"][1] == ["0"] and rows["pool1"][2][:2] == ["0", "B"]
+    assert rows["pool1"][4] == ["memory", "(L1)", "memory", "(L3)"]
+    assert 'id="above-roof"' not in page
 
 
 def test_verdicts(full_report):
@@ -403,6 +600,24 @@ def test_named_inputs_are_the_report_rules_inputs(tmp_path):
     assert set(named_inputs(tmp_path)[0]) == declared
 
 
+def test_report_is_given_every_benchmark_file_the_run_writes(tmp_path, run_snakemake):
+    """The per-rule wall-time table lists every benchmarked job of the whole run (the NumPy
+    training and the NumPy-trained inference too), as the dry run plans them."""
+    dry = run_snakemake(tmp_path, {}, "--dry-run", "--printshellcmds", timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = set(re.findall(r"^    benchmark: (\S+)$", dry.stdout, re.M))
+    command = re.search(
+        r"^(?:Shell command: )?python -m cnnbench\.report '(.+)' >", dry.stdout, re.M
+    ).group(1)
+    given = json.loads(command)["input"]["benchmarks"]
+    assert len(given) == len(set(given)) and set(given) == planned
+    assert {
+        "results/benchmarks/train_numpy.tsv",
+        "results/benchmarks/infer_numpy_trained_onnxruntime.tsv",
+        "results/benchmarks/infer_numpy_loops_1.tsv",
+    } <= planned
+
+
 def test_cli_with_one_backend_and_a_damaged_data_file(tmp_path):
     """``python -m cnnbench.report JOB`` as the Snakemake rule runs it; torch is never imported."""
     write_synthetic_results(tmp_path, backends=["torch"], images=20)
@@ -503,3 +718,79 @@ def test_other_formats():
     assert fmt.rate(12345.6) == "12,346 /s"
     assert fmt.scientific(2.1e-7) == "2.1e-07"
     assert fmt.megabytes(512.3) == "512 MB"
+
+
+# ---------------------------------------------------------------------------- figures read well
+
+
+def _figures_drawn_by(monkeypatch, function, *args):
+    """The matplotlib figures ``function`` draws (captured before they become PNGs)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cnnbench.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "to_data_uri", lambda figure: drawn.append(figure) or "data:")
+    function(*args)
+    for figure in drawn:
+        FigureCanvasAgg(figure).draw()  # lay out as when saved, so text extents are final
+    return drawn
+
+
+@pytest.mark.parametrize("backends", [2, 5, 8])
+def test_agreement_labels_fit_their_cells(monkeypatch, backends):
+    """Every annotation of both heatmaps lies inside its own cell, up to 8 backends, with the
+    widest labels (10,000 images; pairs that saw different numbers of images)."""
+    from cnnbench.report import figures
+
+    names = [f"backend_{k}_name" for k in range(backends)]
+    counts = pd.DataFrame(9_999.0, index=names, columns=names)
+    images = pd.DataFrame(10_000.0, index=names, columns=names)
+    images.iloc[0, 1] = images.iloc[1, 0] = 8_000.0
+    counts.iloc[0, 1] = counts.iloc[1, 0] = 7_999.0
+    diffs = pd.DataFrame(1.2345e-6, index=names, columns=names)
+    for k in range(backends):
+        counts.iloc[k, k] = images.iloc[k, k]
+        diffs.iloc[k, k] = 0.0
+    (figure,) = _figures_drawn_by(monkeypatch, figures.agreement_heatmaps, counts, images, diffs)
+    renderer = figure.canvas.get_renderer()
+    checked = 0
+    for ax in figure.axes:
+        for text in ax.texts:
+            if not text.get_text():
+                continue
+            x, y = text.get_position()
+            corners = ax.transData.transform([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)])
+            left, right = sorted(corners[:, 0])
+            bottom, top = sorted(corners[:, 1])
+            box = text.get_window_extent(renderer)
+            assert left < box.x0 and box.x1 < right, (text.get_text(), box, left, right)
+            assert bottom < box.y0 and box.y1 < top, (text.get_text(), box, bottom, top)
+            checked += 1
+    assert checked == 2 * backends**2 - backends  # the right map leaves its diagonal blank
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5])
+def test_epoch_axes_tick_whole_epochs(monkeypatch, epochs):
+    from cnnbench.report import figures
+
+    metrics = pd.DataFrame(
+        {
+            "epoch": range(1, epochs + 1),
+            "train_loss": np.linspace(0.4, 0.1, epochs),
+            "test_loss": np.linspace(0.3, 0.1, epochs),
+            "test_accuracy": np.linspace(0.95, 0.98, epochs),
+            "seconds": 10.0,
+        }
+    )
+    drawn = _figures_drawn_by(monkeypatch, figures.training_curves, metrics)
+    drawn += _figures_drawn_by(monkeypatch, figures.training_overlay, metrics, metrics)
+    assert len(drawn) == 2
+    for ax in (ax for figure in drawn for ax in figure.axes):
+        low, high = ax.get_xlim()
+        ticks = [float(t) for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(t.is_integer() for t in ticks), ticks
+        assert low < 1 and high > epochs
+        if epochs < 3:  # every epoch ticked, with room around the points
+            assert ticks == list(range(1, epochs + 1)), ticks
+            assert (low, high) == (0.5, epochs + 0.5)

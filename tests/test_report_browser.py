@@ -45,6 +45,9 @@ FLAGS = [
     "--remote-debugging-pipe",
 ]
 WIDTH, HEIGHT = 1280, 2000
+# A4 (210 mm) less Chromium's default print margins (0.4 in either side), in CSS pixels (96/in)
+A4_INCHES = (8.27, 11.69)
+A4_PRINTABLE_WIDTH = round((A4_INCHES[0] - 2 * 0.4) * 96)
 TIMEOUT_S = 60.0
 
 CHECKS_JS = """(() => {
@@ -65,6 +68,12 @@ CHECKS_JS = """(() => {
     clipped: Array.from(document.querySelectorAll('.scroll'))
       .filter(e => e.scrollWidth > e.clientWidth + 1)
       .map(e => (e.querySelector('table[id]') || {}).id || e.innerText.slice(0, 40)),
+    // on paper nothing scrolls: any box whose content is wider than the box is cut off
+    cutOnPaper: Array.from(document.querySelectorAll('main *'))
+      .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible'
+        || e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+      .map(e => e.id || (e.querySelector('[id]') || {}).id
+        || e.tagName.toLowerCase() + '.' + e.className + ': ' + e.innerText.slice(0, 30)),
     innerWidth: window.innerWidth,
     firstVerdict: (document.querySelector('.card') || {}).innerText || '',
   };
@@ -239,7 +248,12 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def open_in_chromium(report: Path, profile: Path) -> tuple[dict, list[str], bytes, bytes]:
+def open_in_chromium(
+    report: Path, profile: Path, width: int = WIDTH, media: str = "screen"
+) -> tuple[dict, list[str], bytes, bytes]:
+    """Load ``report`` at ``width`` CSS pixels with ``media`` (screen or print) emulated; the
+    checks, the problems seen, a screenshot and a half-scale full-page screenshot (screen) or
+    the page printed to an A4 PDF (print)."""
     executable = find_chromium()
     if executable is None:
         pytest.skip(
@@ -257,9 +271,10 @@ def open_in_chromium(report: Path, profile: Path) -> tuple[dict, list[str], byte
             browser.send(f"{domain}.enable", session=session)
         browser.send(
             "Emulation.setDeviceMetricsOverride",
-            {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+            {"width": width, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
             session=session,
         )
+        browser.send("Emulation.setEmulatedMedia", {"media": media}, session=session)
         browser.send("Page.navigate", {"url": report.resolve().as_uri()}, session=session)
         browser.wait_for("Page.loadEventFired", events)
         checks = browser.send(
@@ -272,25 +287,35 @@ def open_in_chromium(report: Path, profile: Path) -> tuple[dict, list[str], byte
         shot = base64.b64decode(
             browser.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
         )
-        metrics = browser.send("Page.getLayoutMetrics", session=session)
-        height = int(metrics["cssContentSize"]["height"])
-        full = base64.b64decode(
-            browser.send(
-                "Page.captureScreenshot",
-                {
-                    "format": "png",
-                    "captureBeyondViewport": True,
-                    "clip": {
-                        "x": 0,
-                        "y": 0,
-                        "width": WIDTH,
-                        "height": min(height, 16000),
-                        "scale": 0.5,
+        if media == "print":
+            paper_width, paper_height = A4_INCHES
+            full = base64.b64decode(
+                browser.send(
+                    "Page.printToPDF",
+                    {"paperWidth": paper_width, "paperHeight": paper_height},
+                    session=session,
+                )["data"]
+            )
+        else:
+            metrics = browser.send("Page.getLayoutMetrics", session=session)
+            height = int(metrics["cssContentSize"]["height"])
+            full = base64.b64decode(
+                browser.send(
+                    "Page.captureScreenshot",
+                    {
+                        "format": "png",
+                        "captureBeyondViewport": True,
+                        "clip": {
+                            "x": 0,
+                            "y": 0,
+                            "width": WIDTH,
+                            "height": min(height, 16000),
+                            "scale": 0.5,
+                        },
                     },
-                },
-                session=session,
-            )["data"]
-        )
+                    session=session,
+                )["data"]
+            )
         time.sleep(0.2)  # let late console events arrive
         browser.drain(events)
     finally:
@@ -318,6 +343,7 @@ def test_report_opens_cleanly_in_chromium(tmp_path):
         "summary",
         "training",
         "timing",
+        "where",
         "agreement",
         "gradients",
         "worked-example",
@@ -342,6 +368,23 @@ def test_report_opens_cleanly_in_chromium(tmp_path):
     assert png_size(full)[0] == WIDTH // 2 and len(full) > 10_000
 
 
+def test_report_prints_to_a4_without_cutting_anything(tmp_path):
+    """Printed from Chromium on A4, tables and the config block wrap inside the page: no box
+    clips its content (paper cannot scroll) and nothing reaches past the right margin."""
+    write_synthetic_results(tmp_path)
+    from cnnbench.report import build_report
+
+    report = build_report(*named_inputs(tmp_path), tmp_path / "results" / "report.html")
+    checks, problems, _, pdf = open_in_chromium(
+        report, tmp_path / "profile", width=A4_PRINTABLE_WIDTH, media="print"
+    )
+    assert problems == []
+    assert checks["innerWidth"] == A4_PRINTABLE_WIDTH
+    assert checks["cutOnPaper"] == [], "\n".join(dict.fromkeys(checks["cutOnPaper"]))
+    assert checks["scrollWidth"] <= checks["innerWidth"]
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 100_000
+
+
 def test_the_browser_check_catches_a_broken_page(tmp_path):
     """The checks above must be able to fail: a page with every fault they look for."""
     page = tmp_path / "broken.html"
@@ -360,6 +403,7 @@ def test_the_browser_check_catches_a_broken_page(tmp_path):
     ]
     assert checks["resources"] == ["https://example.invalid/x.png"]
     assert checks["clipped"] == ["wide"]
+    assert "wide" in checks["cutOnPaper"]
     assert "console.error: boom" in problems
     assert any(p.startswith("exception: Uncaught") and "missingFunction" in p for p in problems)
     assert "network request: https://example.invalid/x.png" in problems

@@ -49,7 +49,7 @@ def numpy_trained(*backends: str) -> set[str]:
 REPORT = {"report", "all"}
 AFTER_NUMPY_TRAINING = numpy_trained(*FAST) | {"agreement_numpy_trained"}
 AFTER_WEIGHTS = (
-    {"gradcheck", "throughput", "bench_processes", "agreement"}
+    {"gradcheck", "throughput", "bench_processes", "layer_times", "agreement"}
     | inference(*BACKENDS)
     | AFTER_NUMPY_TRAINING  # its agreement reads the PyTorch-trained torch predictions
 )
@@ -131,11 +131,11 @@ def changed(overlay: dict, section: str, key: str, value) -> dict:
             "inference",
             "backends",
             [backend for backend in BACKENDS if backend not in SLOW],
-            {"throughput", "bench_processes", "agreement"} | REPORT,
+            {"throughput", "bench_processes", "layer_times", "agreement"} | REPORT,
         ),
         # only the slow backend is sharded
         ("inference", "shards", 3, inference(*SLOW, shards=3) | {"agreement"} | REPORT),
-        ("bench", "rounds", 2, {"bench_processes"} | REPORT),
+        ("bench", "rounds", 2, {"bench_processes", "layer_times"} | REPORT),
     ],
 )
 def test_a_setting_reruns_what_uses_it(run_copy, section, key, value, expected):
@@ -178,6 +178,7 @@ def edit(path: Path) -> None:
         (
             "ops/loops.py",
             {"gradcheck", "torch_worked_example", "train_numpy", "throughput", "bench_processes"}
+            | {"layer_times"}
             | inference("numpy_loops", "numpy_im2col")
             | {"agreement"}
             | AFTER_NUMPY_TRAINING
@@ -187,7 +188,13 @@ def edit(path: Path) -> None:
             "backends/numba_loops.py",
             inference("numba_loops")
             | numpy_trained("numba_loops")
-            | {"throughput", "bench_processes", "agreement", "agreement_numpy_trained"}
+            | {
+                "throughput",
+                "bench_processes",
+                "layer_times",
+                "agreement",
+                "agreement_numpy_trained",
+            }
             | REPORT,
         ),
         ("steps/train.py", AFTER_TRAINING),

@@ -59,9 +59,12 @@ SLURM_JOBS = Counter(
             "infer_numpy_trained": len(set(BACKENDS) - SLOW),
             "throughput": 1,
             "bench_processes": 1,
+            "layer_times": 1,
             "record_environment": 1,
         }.items()
     }
+    # the machine's limits: once for the whole run
+    | {"machine_limits": 1}
 )
 CPUS = {"train": 2, "train_numpy": 2}  # every other rule: 1
 

@@ -19,10 +19,10 @@ from cnnbench.common import sweep
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())["experiments"]
 # The shipped sweep and an experiment that differs from the seed only in inference: it shares the
-# seed's training. The hand-written backends run the seed network only until every backend runs
-# any architecture: torch and ONNX Runtime here.
+# seed's training. Every fast backend runs every network (numpy_loops, their slow twin, is left to
+# the pipeline test).
 EXPERIMENTS = {**SHIPPED, "seed-12": {"inference": {"limit": 12}}}
-BACKENDS = ["torch", "onnxruntime"]
+BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 

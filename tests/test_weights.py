@@ -181,7 +181,7 @@ def test_missing_or_foreign_manifest_is_refused(exported):
         verify_exported(weights, manifest)
 
 
-@pytest.mark.parametrize("step", ["gradcheck", "infer", "throughput"])
+@pytest.mark.parametrize("step", ["gradcheck", "infer", "throughput", "layer_times"])
 def test_no_step_runs_on_weights_that_are_not_the_exported_ones(
     exported, mnist_dir, tmp_path, step
 ):
@@ -204,6 +204,15 @@ def test_no_step_runs_on_weights_that_are_not_the_exported_ones(
             "throughput_batch_sizes": [1],
             "throughput_loop_images": 2,
             "throughput_repeats": 1,
+        },
+        "layer_times": {
+            "backends": ["torch"],
+            "threads": 1,
+            "images": 1,
+            "rounds": 1,
+            "batch_size": 2,
+            "loop_images": 1,
+            "processes": 2,
         },
     }[step]
     outputs = {"csv": str(tmp_path / "out.csv"), "meta": str(tmp_path / "out.json")}
@@ -254,7 +263,7 @@ def test_every_rule_reading_the_weights_reads_the_manifest():
     readers = sorted(
         name for name, text in inputs.items() if re.search(r"=\s*trained\(WEIGHTS\)", text)
     )
-    assert readers == ["bench_processes", "gradcheck", "infer_shard", "throughput"]
+    assert readers == ["bench_processes", "gradcheck", "infer_shard", "layer_times", "throughput"]
     for name in readers:
         assert re.search(r"=\s*trained\(MANIFEST\)", inputs[name]), name
     # the report's files (common.smk: report_files)

@@ -233,6 +233,11 @@ def infer_settings(wildcards, shard):
     }
 
 
+# The NumPy-trained weights go through every fast backend (workflow/rules/train.smk): the loop
+# backend, im2col's exact twin, would take about an hour more.
+NUMPY_TRAINED_BACKENDS = [backend for backend in BACKENDS if backend not in SLOW]
+
+
 def shard_files(extension):
     """Input function: every shard's file of one backend."""
     return lambda wildcards: [
@@ -372,27 +377,55 @@ def report_files(name):
         "inference": experiment_predictions(name, ("csv", "json")),
         "throughput": own("throughput.csv"),
         "bench_processes": own("bench_processes.json"),
+        "machine": rules.machine_limits.output.json,
+        "layers": own("layers.csv"),
         "agreement": own("agreement.csv"),
         "accuracy": own("accuracy.csv"),
         "disagreements": own("disagreements.csv"),
         "environment": own("environment.json"),
-        "benchmarks": [
-            training("benchmarks/train.tsv"),
-            training("benchmarks/export_weights.tsv"),
-            own("benchmarks/gradcheck.tsv"),
-            own("benchmarks/throughput.tsv"),
-            own("benchmarks/bench_processes.tsv"),
-            *(
-                own(f"benchmarks/infer_{backend}_{shard}.tsv")
-                for backend in config["inference"]["backends"]
-                for shard in range(backend_shards(config, backend))
-            ),
-        ],
+        "benchmarks": every_benchmark(name),
         "worked_example": rules.torch_worked_example.output.json,
         "training_numpy_metrics": training("training_numpy/metrics.csv"),
         "training_numpy_steps": training("training_numpy/steps.csv"),
         "training_numpy_summary": training("training_numpy/summary.json"),
     }
+
+
+def benchmarked_jobs(name):
+    """Experiment `name`'s jobs of each benchmarked rule with wildcards of its own (beyond the
+    experiment's and its training's), each from the same values its consumers use."""
+    run = RUNS[name]
+    backends = run["inference"]["backends"]
+    return {
+        "infer_shard": [
+            {"backend": backend, "shard": shard}
+            for backend in backends
+            for shard in range(backend_shards(run, backend))
+        ],
+        "infer_numpy_trained": [{"backend": backend} for backend in backends if backend not in SLOW],
+    }
+
+
+def every_benchmark(name):
+    """Every benchmark file experiment `name`'s run writes (its training's and the machine's
+    included): each rule's own `benchmark:` path, once per job. A benchmarked rule with wildcards
+    of its own must name its jobs in benchmarked_jobs (else the workflow stops here), so no rule's
+    wall time silently misses the report's table and total."""
+    scope = {"experiment": name, "training": TRAININGS[name]}
+    jobs = benchmarked_jobs(name)
+    files = []
+    for declared in workflow.rules:
+        if not declared.benchmark:
+            continue
+        pattern = getattr(rules, declared.name).benchmark
+        if set(declared.wildcard_names) - set(scope) and declared.name not in jobs:
+            raise WorkflowError(
+                f"benchmarked per {sorted(declared.wildcard_names)}, rule {declared.name} "
+                "needs its jobs in benchmarked_jobs (workflow/rules/common.smk)"
+            )
+        for wildcards in jobs.get(declared.name, [{}]):
+            files.append(pattern.format(**scope, **wildcards))
+    return files
 
 
 # the report inputs the comparison reads, one file each per experiment (cnnbench.report.compare)
@@ -413,14 +446,16 @@ def compare_inputs(wildcards):
 
 def jobs_from_scratch():
     """How many jobs the whole run has (rule all included) when nothing is done yet."""
-    jobs = 4 * len(DATASETS) + 1 + 3 * len(TRAINING_RUNS) + (2 if SWEEP else 1)
+    # per dataset its 4 files; the worked example and the machine's limits once; per training
+    # the PyTorch and NumPy trainings and the export; rule all (and compare, in a sweep)
+    jobs = 4 * len(DATASETS) + 2 + 3 * len(TRAINING_RUNS) + (2 if SWEEP else 1)
     for run in RUNS.values():
         backends = run["inference"]["backends"]
         shards = sum(backend_shards(run, backend) for backend in backends)
         fast = [b for b in backends if b not in SLOW]
         # per backend: shards, a gather, a NumPy-trained run (fast ones); and gradcheck,
-        # throughput, agreement, environment, bench, NumPy-trained agreement, report
-        jobs += shards + len(backends) + len(fast) + 7
+        # throughput, agreement, environment, bench, layer times, NumPy-trained agreement, report
+        jobs += shards + len(backends) + len(fast) + 8
     return jobs
 
 

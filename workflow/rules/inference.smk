@@ -159,3 +159,50 @@ rule bench_processes:
         ENV
     shell:
         step("bench_processes")
+
+
+rule machine_limits:
+    input:
+        sources=step_sources("machine"),
+    output:
+        json="results/machine.json",
+    params:
+        **step_params(),
+    log:
+        "results/logs/machine_limits.log",
+    benchmark:
+        "results/benchmarks/machine_limits.tsv"
+    # timed: it runs alone (one thread measuring the machine's single-thread limits)
+    threads: whole_machine(1)
+    resources:
+        mem_mb=1024,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        step("machine")
+
+
+rule layer_times:
+    input:
+        sources=lambda wildcards: step_sources("layer_times", backends=backends_of(wildcards)),
+        weights=trained(WEIGHTS),
+        manifest=trained(MANIFEST),
+        **TEST_DATA,
+    output:
+        csv=f"{EXP}/layers.csv",
+    params:
+        **step_params(bench_settings),
+    log:
+        f"{EXP}/logs/layer_times.log",
+    benchmark:
+        f"{EXP}/benchmarks/layer_times.tsv"
+    # a short timed job: it runs alone
+    threads: timed_alone
+    resources:
+        mem_mb=4096,
+        runtime=15,
+    conda:
+        ENV
+    shell:
+        step("layer_times")

@@ -98,9 +98,9 @@ rule train_numpy:
         step("train_numpy")
 
 
-# The NumPy-trained weights through every fast backend (the loop backend, im2col's exact twin,
-# would take about an hour more), then agreement: among those backends, and each against the
-# PyTorch-trained reference's torch predictions (how often the two trainings classify alike).
+# The NumPy-trained weights through every fast backend (NUMPY_TRAINED_BACKENDS), then
+# agreement: among those backends, and each against the PyTorch-trained reference's torch
+# predictions (how often the two trainings classify alike).
 
 
 rule infer_numpy_trained:
@@ -115,9 +115,11 @@ rule infer_numpy_trained:
     params:
         **step_params(lambda wildcards: infer_settings(wildcards, 0)),
     wildcard_constraints:
-        backend="|".join(backend for backend in BACKENDS if backend not in SLOW),
+        backend="|".join(NUMPY_TRAINED_BACKENDS),
     log:
         f"{EXP}/logs/infer_numpy_trained_{{backend}}.log",
+    benchmark:
+        f"{EXP}/benchmarks/infer_numpy_trained_{{backend}}.tsv"
     threads: inference_threads
     resources:
         mem_mb=2048,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 
 from cnnbench.network.architecture import Architecture
 from cnnbench.network.weights import load_weights
+
+Stage = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """Logits for a checked, C-contiguous float32 batch."""
+
+    def stages(self) -> list[tuple[str, Stage]]:
+        """The forward pass split by layer: one (layer name, function) per architecture layer, ReLU
+        inside its layer, flatten inside the first linear layer. Applied in order they compute
+        exactly what ``predict`` computes, bit for bit: the first takes ``predict``'s input
+        (checked the same way), the last returns its logits; in between each passes the next its
+        own intermediate layout. NotImplementedError where a backend cannot be split so."""
+        (name, first), *rest = self._stages()
+        return [(name, lambda x: first(check_input(x, self.architecture))), *rest]
+
+    def _stages(self) -> list[tuple[str, Stage]]:
+        """``stages`` for a checked batch."""
+        raise NotImplementedError(f"{self.name} has no per-layer stages")
 
 
 def check_input(x: np.ndarray, architecture: Architecture) -> np.ndarray:

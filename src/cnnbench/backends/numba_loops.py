@@ -6,63 +6,118 @@ algorithm. Sums run in float32 (ops' loops use Python's doubles) and, as the iss
 the loops' order: each output is a dot product of a weight row with an input window, compiled with
 ``fastmath`` reassociation so LLVM splits the sum over several vector accumulators (AVX2) that stay
 in registers. Each pass over the windows computes two output positions times four output channels
-(8 sums), so every weight loaded feeds two multiply-adds and every input value four. conv1's
-windows (3*3*1 = 9 taps) are too short to vectorize along, so its inner loop runs along the output
-channels instead.
+(8 sums), so every weight loaded feeds two multiply-adds and every input value four (output
+channels beyond a multiple of 4 go one at a time, linear layers two outputs at a time and an odd
+last one alone). A window of fewer than ``NARROW_DEPTH`` taps (the seed network's conv1: 3*3*1 = 9)
+is too short to vectorize along, so that layer's inner loop runs along the output channels instead.
+Pooling takes the max (or the sum, divided by the KH*KW taps, padded zeros counted as
+``torch.nn.AvgPool2d`` counts them) tap by tap, the inner loop along the channels.
+
+Any architecture runs through one compiled function, ``_run``: the network is a table of integers
+(one row per layer: kind, shapes, kernel, stride, where its input, output and parameters lie) and
+two flat arrays, the activations and the parameters, so nothing is compiled per architecture:
+numba compiles once per process (at load, reported as ``compile_s``) and the shapes are runtime
+values, as they were when this backend ran the seed network only. ``_run`` runs a range of layers
+over a batch, one image at a time; ``predict`` runs them all, ``stages`` one each, the same
+machine code either way.
 
 Layout, chosen so every inner loop runs over contiguous memory without branches:
 
-- activations are HWC and held in zero-padded buffers (borders written once, at load), so a window
-  is KH contiguous runs of KW*C_in floats and the padding needs no bounds tests;
-- conv weights are (C_out, KH, KW*C_in), fc1's columns are permuted to the HWC flattening;
-- every weight and buffer is allocated 64-byte aligned (a cache line) at load.
+- activations are HWC and held in padded buffers (borders written once, at load: zeros, or -inf
+  before max pooling), so a window is KH contiguous runs of KW*C_in floats and the padding needs
+  no bounds tests; each layer writes into the interior of the next layer's input buffer;
+- conv weights are (C_out, KH*KW*C_in) ((KH*KW*C_in, C_out) for the narrow kind), the first linear
+  layer's columns are permuted to the HWC flattening;
+- every weight and buffer starts on a 64-byte boundary (a cache line).
 
-Why the previous version's speed varied between fresh processes (155-267 us per image, same code):
+Why the version before the last varied between fresh processes (155-267 us per image, same code):
 alignment. NumPy places small arrays 16-byte aligned, at addresses that differ between processes;
 that version's inner loop read and wrote the output row in memory for every multiply-add vector
 (``out[oh, ow, co] += a * w[..., co]``), so when its arrays sat at 16 mod 32 bytes half of the
 32-byte AVX2 loads and stores straddled cache lines. Measured in one process with that version's
 kernel and the same weights copied to chosen addresses (6 rounds of 300 images, load ~9 on 2
 cores): every array 64-byte aligned 192 us median per image, every array at 16 mod 32 bytes 293 us
-(1.5x), every array at the same offset in its 4 KiB page (4K aliasing) 197 us, no slower. This
-version allocates every weight and buffer 64-byte aligned and keeps its sums in registers.
-
-Compilation happens once per process, at load, and is reported as ``compile_s``.
+(1.5x), every array at the same offset in its 4 KiB page (4K aliasing) 197 us, no slower. Every
+weight and buffer is 64-byte aligned since, and the sums stay in registers.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numba
 import numpy as np
 
-from cnnbench.backends import Backend
-from cnnbench.network.architecture import SEED, Architecture
-
-# Written for the seed network (stride and padding shared by its conv layers); the constructor
-# refuses any other architecture.
-CONV_STRIDE = SEED.feature_layers[0].stride
-CONV_PADDING = SEED.feature_layers[0].padding
+from cnnbench.backends import Backend, Stage
+from cnnbench.network.architecture import CONV, LINEAR, MAXPOOL, Architecture, Layer
 
 # reassociation (sums split over vector accumulators), contraction (fused multiply-add), no signed
 # zeros (so max(x, 0) needs no sign care); no assumptions about NaN or infinity
 _FASTMATH = {"reassoc", "contract", "nsz"}
-_ALIGNMENT = 64  # bytes: one cache line, two AVX2 vectors
+_ALIGNMENT = 16  # float32 values: 64 bytes, one cache line, two AVX2 vectors
+NARROW_DEPTH = 16  # taps per window below which a conv loops along its output channels
+
+# layer kinds in the table
+_CONV, _CONV_NARROW, _MAXPOOL, _AVGPOOL, _LINEAR = range(5)
+# the table's columns: the layer's kind; its input buffer (offset in the activations, padded
+# height, width, channels, padding); its output buffer (the same; the output's own height and
+# width); kernel, stride; its weight's and bias's offsets in the parameters; ReLU (0 or 1)
+(
+    KIND,
+    IN_OFFSET,
+    IN_HEIGHT,
+    IN_WIDTH,
+    IN_CHANNELS,
+    IN_PADDING,
+    OUT_OFFSET,
+    OUT_HEIGHT,
+    OUT_WIDTH,
+    OUT_CHANNELS,
+    OUT_PADDING,
+    ROWS,
+    COLUMNS,
+    KERNEL_H,
+    KERNEL_W,
+    STRIDE,
+    WEIGHT,
+    BIAS,
+    RELU,
+) = range(19)
 
 
-def aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 zero array of ``shape`` starting on a ``_ALIGNMENT``-byte boundary."""
-    size = int(np.prod(shape))
-    raw = np.zeros(size + _ALIGNMENT // 4, dtype=np.float32)
-    offset = (-raw.ctypes.data % _ALIGNMENT) // 4
-    return raw[offset : offset + size].reshape(shape)
+def aligned_zeros(size: int) -> np.ndarray:
+    """A float32 zero array of ``size`` values starting on a 64-byte boundary."""
+    raw = np.zeros(size + _ALIGNMENT, dtype=np.float32)
+    offset = (-raw.ctypes.data % (4 * _ALIGNMENT)) // 4
+    return raw[offset : offset + size]
 
 
-def aligned_copy(array: np.ndarray) -> np.ndarray:
-    out = aligned_zeros(array.shape)
-    out[...] = array
-    return out
+class _Arena:
+    """Places arrays one after another, each at a multiple of 64 bytes, in one flat array."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.pieces: list[tuple[int, np.ndarray]] = []
+
+    def place(self, values: np.ndarray) -> int:
+        """Where ``values`` (flattened) will lie in :meth:`array`."""
+        offset = self.size
+        self.pieces.append((offset, values))
+        self.size += -(-values.size // _ALIGNMENT) * _ALIGNMENT
+        return offset
+
+    def array(self) -> np.ndarray:
+        flat = aligned_zeros(self.size)
+        for offset, values in self.pieces:
+            flat[offset : offset + values.size] = values.ravel()
+        return flat
+
+
+@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+def _geometry(row):
+    """A conv or pooling layer's output padding, output height and width, kernel height, stride."""
+    return row[OUT_PADDING], row[ROWS], row[COLUMNS], row[KERNEL_H], row[STRIDE]
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
@@ -75,20 +130,19 @@ def _gather(flat, corner, row_step, kernel, run, window):
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _conv_relu(x, weight, bias, windows, out, pad):
-    """x: zero-padded input (HP, WP, C_in); weight (C_out, KH, KW*C_in), C_out a multiple of 4;
-    windows: (2, >= KH*KW*C_in) scratch; writes ReLU(conv) into the interior of ``out``
-    (OH + 2*pad, OW + 2*pad, C_out), the next layer's padded input.
+def _conv_relu(x, weight, bias, windows, out, row):
+    """x: padded input (HP, WP, C_in); weight (C_out, KH*KW*C_in); windows: (2, >= KH*KW*C_in)
+    scratch; writes ReLU(conv) into the interior of ``out``, the next layer's padded input; the
+    geometry from the layer's table ``row``.
 
     Output positions go two at a time (the last one twice when their number is odd) and output
     channels four at a time: 8 sums in registers, each weight loaded once for two positions and
-    each input once for four channels."""
+    each input once for four channels; channels beyond a multiple of four one at a time."""
+    pad, out_h, out_w, kernel, stride = _geometry(row)
     _, padded_w, in_c = x.shape
-    out_c, kernel, run = weight.shape  # run: KW*C_in contiguous floats per kernel row
-    depth = kernel * run
-    weight = weight.reshape(out_c, depth)
-    out_h = out.shape[0] - 2 * pad
-    out_w = out.shape[1] - 2 * pad
+    out_c, depth = weight.shape
+    run = depth // kernel  # KW*C_in contiguous floats per kernel row
+    blocked = out_c - out_c % 4
     flat = x.reshape(-1)
     row_step = padded_w * in_c
     positions = out_h * out_w
@@ -98,11 +152,11 @@ def _conv_relu(x, weight, bias, windows, out, pad):
         q = min(p + 1, positions - 1)
         ph, pw = divmod(p, out_w)
         qh, qw = divmod(q, out_w)
-        _gather(flat, CONV_STRIDE * (ph * row_step + pw * in_c), row_step, kernel, run, u)
-        _gather(flat, CONV_STRIDE * (qh * row_step + qw * in_c), row_step, kernel, run, v)
+        _gather(flat, stride * (ph * row_step + pw * in_c), row_step, kernel, run, u)
+        _gather(flat, stride * (qh * row_step + qw * in_c), row_step, kernel, run, v)
         target_p = out[ph + pad, pw + pad]
         target_q = out[qh + pad, qw + pad]
-        for co in range(0, out_c, 4):
+        for co in range(0, blocked, 4):
             w0 = weight[co]
             w1 = weight[co + 1]
             w2 = weight[co + 2]
@@ -130,24 +184,30 @@ def _conv_relu(x, weight, bias, windows, out, pad):
             target_q[co + 1] = max(q1, 0.0)
             target_q[co + 2] = max(q2, 0.0)
             target_q[co + 3] = max(q3, 0.0)
+        for co in range(blocked, out_c):
+            w0 = weight[co]
+            p0 = q0 = bias[co]
+            for k in range(depth):
+                p0 += u[k] * w0[k]
+                q0 += v[k] * w0[k]
+            target_p[co] = max(p0, 0.0)
+            target_q[co] = max(q0, 0.0)
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _conv_relu_narrow(x, weight, bias, windows, out, pad):
-    """``_conv_relu`` for windows too short to vectorize along (conv1: 3*3*1 = 9 taps): the
-    inner loop runs along the output channels instead, weight is (KH, KW*C_in, C_out)."""
+def _conv_relu_narrow(x, weight, bias, windows, out, row):
+    """``_conv_relu`` for windows too short to vectorize along (fewer than NARROW_DEPTH taps): the
+    inner loop runs along the output channels instead, weight is (KH*KW*C_in, C_out)."""
+    pad, out_h, out_w, kernel, stride = _geometry(row)
     _, padded_w, in_c = x.shape
-    kernel, run, out_c = weight.shape
-    depth = kernel * run
-    weight = weight.reshape(depth, out_c)
+    depth, out_c = weight.shape
+    run = depth // kernel
     window = windows[0]
-    out_h = out.shape[0] - 2 * pad
-    out_w = out.shape[1] - 2 * pad
     flat = x.reshape(-1)
     row_step = padded_w * in_c
     for oh in range(out_h):
         for ow in range(out_w):
-            corner = CONV_STRIDE * (oh * row_step + ow * in_c)
+            corner = stride * (oh * row_step + ow * in_c)
             _gather(flat, corner, row_step, kernel, run, window)
             target = out[oh + pad, ow + pad]
             for co in range(out_c):
@@ -161,9 +221,39 @@ def _conv_relu_narrow(x, weight, bias, windows, out, pad):
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
+def _pool(x, out, row, average):
+    """Max (``average`` False; x padded with -inf) or average (x padded with zeros, every window
+    divided by its KH*KW taps) pooling of x (HP, WP, C) into the interior of ``out``."""
+    pad, out_h, out_w, kernel_h, stride = _geometry(row)
+    kernel_w = row[KERNEL_W]
+    channels = x.shape[2]
+    area = kernel_h * kernel_w
+    for oh in range(out_h):
+        for ow in range(out_w):
+            target = out[oh + pad, ow + pad]
+            first = x[oh * stride, ow * stride]
+            for c in range(channels):
+                target[c] = 0.0 if average else first[c]
+            for i in range(kernel_h):
+                for j in range(kernel_w):
+                    tap = x[oh * stride + i, ow * stride + j]
+                    if average:
+                        for c in range(channels):
+                            target[c] += tap[c]
+                    else:
+                        for c in range(channels):
+                            target[c] = max(target[c], tap[c])
+            if average:
+                for c in range(channels):
+                    target[c] /= area
+
+
+@numba.njit(fastmath=_FASTMATH, boundscheck=False)
 def _linear(x, weight, bias, out, relu):
-    """x (F,), weight (O, F), O even -> out (O,) = weight @ x + bias, ReLU if ``relu``."""
-    for o in range(0, weight.shape[0], 2):
+    """x (F,), weight (O, F) -> out (O,) = weight @ x + bias, ReLU if ``relu``: two outputs at a
+    time, an odd last one alone."""
+    outputs = weight.shape[0]
+    for o in range(0, outputs - 1, 2):
         w0 = weight[o]
         w1 = weight[o + 1]
         a0 = bias[o]
@@ -176,97 +266,182 @@ def _linear(x, weight, bias, out, relu):
             a1 = max(a1, 0.0)
         out[o] = a0
         out[o + 1] = a1
+    if outputs % 2:
+        o = outputs - 1
+        w0 = weight[o]
+        a0 = bias[o]
+        for f in range(x.shape[0]):
+            a0 += x[f] * w0[f]
+        out[o] = max(a0, 0.0) if relu else a0
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _forward(
-    images,
-    w1,
-    b1,
-    w2,
-    b2,
-    w3,
-    b3,
-    fc1,
-    fc1_b,
-    fc2,
-    fc2_b,
-    in1,
-    in2,
-    in3,
-    feats,
-    hidden,
-    windows,
-    logits,
-):
-    """images (N, H, W) -> logits (N, 10), one image at a time through the preallocated buffers."""
-    height, width = images.shape[1:]
-    for n in range(images.shape[0]):
-        for h in range(height):
-            for w in range(width):
-                in1[h + CONV_PADDING, w + CONV_PADDING, 0] = images[n, h, w]
-        _conv_relu_narrow(in1, w1, b1, windows, in2, CONV_PADDING)
-        _conv_relu(in2, w2, b2, windows, in3, CONV_PADDING)
-        _conv_relu(in3, w3, b3, windows, feats, 0)
-        _linear(feats.reshape(-1), fc1, fc1_b, hidden, True)
-        _linear(hidden, fc2, fc2_b, logits[n], False)
+def _buffer(arena, row, side):
+    """A layer's input (side 0) or output (side 1) buffer, (padded height, width, channels)."""
+    offset = row[IN_OFFSET + side * (OUT_OFFSET - IN_OFFSET)]
+    height = row[IN_HEIGHT + side * (OUT_OFFSET - IN_OFFSET)]
+    width = row[IN_WIDTH + side * (OUT_OFFSET - IN_OFFSET)]
+    channels = row[IN_CHANNELS + side * (OUT_OFFSET - IN_OFFSET)]
+    return arena[offset : offset + height * width * channels].reshape((height, width, channels))
+
+
+@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+def _run(source, first, last, table, arena, params, windows, dest):
+    """Layers ``first`` to ``last - 1`` of ``table`` on each row of ``source`` (N, values), into
+    ``dest`` (N, values). A row of ``source`` is an image in CHW order if ``first`` is 0, else
+    layer ``first``'s input in HWC order (unpadded); a row of ``dest`` is layer ``last - 1``'s
+    output in HWC order."""
+    for n in range(source.shape[0]):
+        row = table[first]
+        x = _buffer(arena, row, 0)
+        pad = row[IN_PADDING]
+        height = x.shape[0] - 2 * pad
+        width = x.shape[1] - 2 * pad
+        channels = x.shape[2]
+        image = source[n]
+        if first == 0:  # CHW
+            for c in range(channels):
+                for h in range(height):
+                    for w in range(width):
+                        x[h + pad, w + pad, c] = image[(c * height + h) * width + w]
+        else:  # HWC
+            for h in range(height):
+                for w in range(width):
+                    for c in range(channels):
+                        x[h + pad, w + pad, c] = image[(h * width + w) * channels + c]
+        for i in range(first, last):
+            row = table[i]
+            kind = row[KIND]
+            x = _buffer(arena, row, 0)
+            out = _buffer(arena, row, 1)
+            out_c = row[OUT_CHANNELS]
+            bias = params[row[BIAS] : row[BIAS] + out_c]
+            if kind == _LINEAR:
+                size = x.size
+                weight = params[row[WEIGHT] : row[WEIGHT] + out_c * size].reshape((out_c, size))
+                _linear(x.reshape(-1), weight, bias, out.reshape(-1), row[RELU] == 1)
+            elif kind == _CONV:
+                depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
+                weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((out_c, depth))
+                _conv_relu(x, weight, bias, windows, out, row)
+            elif kind == _CONV_NARROW:
+                depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
+                weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((depth, out_c))
+                _conv_relu_narrow(x, weight, bias, windows, out, row)
+            else:
+                _pool(x, out, row, kind == _AVGPOOL)
+        row = table[last - 1]
+        out = _buffer(arena, row, 1)
+        pad = row[OUT_PADDING]
+        target = dest[n]
+        k = 0
+        for h in range(row[ROWS]):
+            for w in range(row[COLUMNS]):
+                for c in range(out.shape[2]):
+                    target[k] = out[h + pad, w + pad, c]
+                    k += 1
+
+
+def _kind(layer: Layer) -> int:
+    if layer.kind == CONV:
+        depth = layer.in_shape[0] * layer.kernel[0] * layer.kernel[1]
+        return _CONV_NARROW if depth < NARROW_DEPTH else _CONV
+    if layer.kind == LINEAR:
+        return _LINEAR
+    return _MAXPOOL if layer.kind == MAXPOOL else _AVGPOOL
 
 
 class NumbaLoopsBackend(Backend):
     name = "numba_loops"
 
     def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
-        if architecture != SEED:
-            raise ValueError("numba_loops runs the seed network only")
         super().__init__(arrays, architecture)
-        parameters = []
-        buffers = []  # each conv layer's zero-padded HWC input, then conv3's output, fc1's output
-        for layer in architecture.feature_layers:
-            weight = arrays[f"{layer.name}.weight"]  # (C_out, C_in, KH, KW)
-            out_c, in_c, kh, kw = weight.shape
-            if out_c % 4:
-                raise ValueError(f"{layer.name}: {out_c} output channels, not a multiple of 4")
-            hwc = weight.transpose(0, 2, 3, 1).reshape(out_c, kh, kw * in_c)
-            if layer is architecture.feature_layers[0]:  # see _conv_relu_narrow
-                hwc = hwc.transpose(1, 2, 0)
-            parameters += [
-                aligned_copy(hwc),
-                aligned_copy(arrays[f"{layer.name}.bias"]),
-            ]
-            channels, height, width = layer.in_shape
-            p = CONV_PADDING
-            buffers.append(aligned_zeros((height + 2 * p, width + 2 * p, channels)))
-        channels, height, width = layer.out_shape
-        buffers.append(aligned_zeros((height, width, channels)))
-        parameters += [
-            aligned_copy(architecture.first_linear_hwc_columns(arrays["fc1.weight"])),
-            aligned_copy(arrays["fc1.bias"]),
-        ]
-        parameters += [aligned_copy(arrays["fc2.weight"]), aligned_copy(arrays["fc2.bias"])]
-        for name in ("fc1.weight", "fc2.weight"):
-            if len(arrays[name]) % 2:
-                raise ValueError(f"{name}: an odd number of outputs")
-        buffers.append(aligned_zeros((len(arrays["fc1.weight"]),)))
-        depth = max(
-            w.size // len(b) for w, b in zip(parameters[:6:2], parameters[1:6:2], strict=True)
-        )
-        buffers.append(aligned_zeros((2, depth)))  # two conv windows
-        self._arguments = (*parameters, *buffers)
+        layers = architecture.layers
+        activations, parameters = _Arena(), _Arena()
+        inputs = []  # each layer's input buffer: offset, padded height, width, channels, padding
+        for layer in layers:
+            padding = layer.padding or 0
+            if layer.kind == LINEAR:
+                height, width, channels = 1, 1, layer.in_shape[0]
+            else:
+                channels, height, width = layer.in_shape
+            shape = (height + 2 * padding, width + 2 * padding, channels)
+            fill = -np.inf if layer.kind == MAXPOOL else 0.0
+            inputs.append((activations.place(np.full(shape, fill)), *shape, padding))
+        classes = architecture.classes
+        outputs = [*inputs[1:], (activations.place(np.zeros(classes)), 1, 1, classes, 0)]
+        # the last feature layer writes its (OH, OW, C) output as the first linear layer's input
+        last_feature = len(architecture.feature_layers) - 1
+        channels, height, width = layers[last_feature].out_shape
+        outputs[last_feature] = (outputs[last_feature][0], height, width, channels, 0)
+        table = np.zeros((len(layers), RELU + 1), dtype=np.int64)
+        depth = 1
+        for i, layer in enumerate(layers):
+            row = table[i]
+            row[KIND] = kind = _kind(layer)
+            row[IN_OFFSET : IN_PADDING + 1] = inputs[i]
+            row[OUT_OFFSET : OUT_PADDING + 1] = outputs[i]
+            row[ROWS], row[COLUMNS] = layer.out_shape[1:] if kind != _LINEAR else (1, 1)
+            if kind != _LINEAR:
+                row[KERNEL_H], row[KERNEL_W] = layer.kernel
+                row[STRIDE] = layer.stride
+            if kind in (_CONV, _CONV_NARROW, _LINEAR):
+                weight = arrays[f"{layer.name}.weight"]
+                if layer is architecture.linear_layers[0]:
+                    weight = architecture.first_linear_hwc_columns(weight)
+                elif kind != _LINEAR:  # (C_out, KH*KW*C_in)
+                    weight = weight.transpose(0, 2, 3, 1).reshape(len(weight), -1)
+                    depth = max(depth, weight.shape[1])
+                    if kind == _CONV_NARROW:
+                        weight = weight.T
+                row[WEIGHT] = parameters.place(weight)
+                row[BIAS] = parameters.place(arrays[f"{layer.name}.bias"])
+            row[RELU] = layer.relu
+        self._table = table
+        self._activations = activations.array()
+        self._parameters = parameters.array()
+        self._windows = aligned_zeros(2 * -(-depth // _ALIGNMENT) * _ALIGNMENT).reshape(2, -1)
         started = time.perf_counter()
-        example = self._images(np.zeros((1, *architecture.input_shape), dtype=np.float32))
-        _forward.compile(
-            tuple(numba.typeof(a) for a in (example, *self._arguments, self._logits(1)))
+        _run.compile(
+            tuple(
+                numba.typeof(a)
+                for a in (
+                    np.zeros((1, 1), dtype=np.float32),
+                    0,
+                    1,
+                    *self._arguments,
+                    np.zeros((1, 1), dtype=np.float32),
+                )
+            )
         )
         self.compile_s = time.perf_counter() - started
 
-    @staticmethod
-    def _images(x: np.ndarray) -> np.ndarray:
-        return x.reshape(len(x), *x.shape[2:])  # (N, H, W): one channel
+    @property
+    def _arguments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self._table, self._activations, self._parameters, self._windows
 
-    def _logits(self, n: int) -> np.ndarray:
-        return np.empty((n, self.architecture.classes), dtype=np.float32)
+    def _layers(self, first: int, last: int, source: np.ndarray) -> np.ndarray:
+        """Layers ``first`` to ``last - 1`` on ``source`` (see ``_run``), as (N, values)."""
+        row = self._table[last - 1]
+        size = int(row[ROWS] * row[COLUMNS] * row[OUT_CHANNELS])
+        dest = np.empty((len(source), size), dtype=np.float32)
+        _run(source.reshape(len(source), -1), first, last, *self._arguments, dest)
+        return dest
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        logits = self._logits(len(x))
-        _forward(self._images(x), *self._arguments, logits)
-        return logits
+        return self._layers(0, len(self._table), x)
+
+    def _stages(self) -> list[tuple[str, Stage]]:
+        return [
+            (layer.name, partial(self._stage, i))
+            for i, layer in enumerate(self.architecture.layers)
+        ]
+
+    def _stage(self, i: int, a: np.ndarray) -> np.ndarray:
+        """Layer ``i`` alone: conv and pooling layers return NHWC arrays (N, OH, OW, C)."""
+        out = self._layers(i, i + 1, np.ascontiguousarray(a))
+        layer = self.architecture.layers[i]
+        if layer.kind == LINEAR:
+            return out
+        channels, height, width = layer.out_shape
+        return out.reshape(len(a), height, width, channels)

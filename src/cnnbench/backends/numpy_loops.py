@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnbench.backends import Backend
+from cnnbench.backends import Backend, Stage
 from cnnbench.network.architecture import Architecture
 from cnnbench.ops import Network
 
@@ -18,3 +18,6 @@ class NumpyLoopsBackend(Backend):
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         return self.network.logits(x)
+
+    def _stages(self) -> list[tuple[str, Stage]]:
+        return self.network.stages()

@@ -5,7 +5,7 @@ with an explicit thread count (default 1), then measures in interleaved rounds (
 every backend once, one after another, never two at once), so a change in machine load hits all
 backends alike. Prints medians, their ratios to ONNX Runtime (the production peer) and to the FLOP
 floor (the network's multiply-adds at this BLAS's large-matmul rate), the BLAS kernel in use, the
-load average before and after, and numpy_im2col's time per stage.
+load average before and after, and the time per layer of numpy_im2col and numba_loops.
 
 ``--processes N`` repeats the whole measurement in N fresh processes, one after another, and prints
 the min / median / max over processes of each backend's median: what moves between processes
@@ -29,13 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from cnnbench import backends
+from cnnbench.bench.layers import stage_seconds
+from cnnbench.bench.machine import matmul_gflops
 from cnnbench.common.errors import UserError
 from cnnbench.common.files import write_json
 from cnnbench.common.runtime import load_average, set_threads
 from cnnbench.common.timing import timed_predictions
 from cnnbench.data import load_split, to_model_input
 from cnnbench.network.weights import verify_exported
-from cnnbench.ops import Im2colInference
+
+# the backends whose per-layer times (Backend.stages) are printed
+STAGED = ("numpy_im2col", "numba_loops")
 
 
 def ratio_base(names) -> str | None:
@@ -76,34 +80,13 @@ def latencies(backend: backends.Backend, x: np.ndarray, clock=time.perf_counter)
 
 
 def stage_times(
-    network: Im2colInference, x: np.ndarray, rounds: int, clock=time.perf_counter
+    backend: backends.Backend, x: np.ndarray, rounds: int, clock=time.perf_counter
 ) -> dict[str, float]:
-    """Median seconds per image of each stage of numpy_im2col's forward pass on batch ``x``."""
-    logits = np.empty((len(x), network.architecture.classes), dtype=np.float32)
-    samples = collections.defaultdict(list)
-    for _ in range(rounds):
-        totals: dict[str, float] = collections.defaultdict(float)
-        before = clock()
-        for stage in network.stages(x, logits):
-            now = clock()
-            totals[stage] += now - before
-            before = now
-        for stage, seconds in totals.items():
-            samples[stage].append(seconds / len(x))
-    return {stage: statistics.median(values) for stage, values in samples.items()}
-
-
-def matmul_gflops(size: int = 1024, rounds: int = 5, clock=time.perf_counter) -> float:
-    """Best single-call float32 matrix-multiply rate (GFLOP/s) on ``size``-cubed operands."""
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, a, out=out)
-    best = float("inf")
-    for _ in range(rounds):
-        started = clock()
-        np.matmul(a, a, out=out)
-        best = min(best, clock() - started)
-    return 2 * size**3 / best / 1e9
+    """Median seconds per image of each layer of ``backend``'s forward pass (``Backend.stages``)
+    on batch ``x``."""
+    stages = backend.stages()
+    passes = [stage_seconds(stages, x, clock) for _ in range(rounds)]
+    return {name: statistics.median(p[name] for p in passes) / len(x) for name, _ in stages}
 
 
 def blas_description() -> str:
@@ -182,14 +165,14 @@ def print_table(result: dict, floor: float) -> None:
         print(f"numba_loops / numpy_im2col at batch 1: {ratio:.2f}x")
 
 
-def print_stages(im2col: Im2colInference, x: np.ndarray, args, flops: int, peak: float) -> None:
+def print_stages(backend: backends.Backend, x: np.ndarray, args, flops: int, peak: float) -> None:
     for batch in (x[:1], x[: args.batch_size]):
         # batch 1 is ~100 us: many more rounds for a stable median
         rounds = args.rounds * (100 if len(batch) == 1 else 1)
-        stages = stage_times(im2col, batch, rounds, CLOCKS[args.clock])
+        stages = stage_times(backend, batch, rounds, CLOCKS[args.clock])
         total = sum(stages.values())
         print(
-            f"\nnumpy_im2col stages, batch {len(batch)}: {total * 1e6:.1f} us per image "
+            f"\n{backend.name} layers, batch {len(batch)}: {total * 1e6:.1f} us per image "
             f"({flops / total / 1e9:.1f} GFLOP/s, {flops / total / 1e9 / peak:.0%} of the matmul rate)"
         )
         for stage, seconds in stages.items():
@@ -294,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         help="wall: elapsed time; cpu: this thread's CPU time (for a machine busy with other work)",
     )
     parser.add_argument(
-        "--no-stages", action="store_true", help="skip numpy_im2col's per-stage times"
+        "--no-stages", action="store_true", help="skip the per-layer times of " + ", ".join(STAGED)
     )
     parser.add_argument(
         "--json",
@@ -334,8 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         f"({peak:.0f} GFLOP/s) is {floor * 1e6:.1f} us"
     )
     print_table(result, floor)
-    if "numpy_im2col" in result["loaded"] and not args.no_stages:
-        print_stages(result["loaded"]["numpy_im2col"].network, x, args, flops, peak)
+    for name in STAGED if not args.no_stages else ():
+        if name in result["loaded"]:
+            print_stages(result["loaded"][name], x, args, flops, peak)
     print(f"\nload average after: {load_average()}")
     if args.json:
         saved = {key: result[key] for key in ("latency", "batch", "batches", "load_average")}

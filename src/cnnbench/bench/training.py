@@ -1,12 +1,18 @@
 """Training speed: a NumPy epoch against a PyTorch epoch, side by side at one thread count.
 
     python -m cnnbench.bench.training --mnist-dir DIR [--threads 2] [--images 60000]
-        [--batch-size 128] [--repeats 3] [--dtype float32]
+        [--batch-size 128] [--repeats 3] [--dtype float32] [--interleaved]
 
 Both trainers run the same mini-batches (the first ``--images`` training images, the torch
 trainer's first-epoch order) from the same seeded start, alternately (torch, NumPy, torch, ...),
 so a change in the machine's load hits both. Timed: the training steps only (forward, backward,
 Adam), not the evaluation. Prints each run's seconds, the medians and the ratio NumPy / PyTorch.
+
+``--interleaved``: the twin run's pattern instead (``train_numpy``: a NumPy step, then a PyTorch
+step, batch by batch). Each repeat times four passes over the batches: NumPy alone, PyTorch
+alone, the twin, and the twin with OpenBLAS's threads left spinning into the PyTorch steps (as
+before ``release_blas_threads``). Prints the medians per step and each twin's ratio to the sum of
+the two alone (1.0: no contention between the libraries' thread pools).
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnbench.common.runtime import set_threads
+from cnnbench.common.runtime import keep_freed_memory, load_average, set_threads
 from cnnbench.data import load_split
 from cnnbench.network.architecture import SEED
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+TWIN = "twin"
+TWIN_SPINNING = "twin, OpenBLAS threads left spinning"
 
 
-def epoch_seconds(trainer, data, batches) -> float:
-    """Seconds ``trainer`` takes for one pass of ``batches`` over ``data``."""
+def twin_seconds(trainers, data, batches) -> float:
+    """Seconds for one pass of ``batches``, each batch stepped by every trainer in turn."""
     started = time.perf_counter()
     for batch in batches:
-        trainer.step(data.x[batch], data.labels[batch])
+        for trainer in trainers:
+            trainer.step(data.x[batch], data.labels[batch])
     return time.perf_counter() - started
 
 
@@ -40,8 +49,10 @@ def measure(
     repeats: int,
     dtype,
     seed: int = 0,
+    interleaved: bool = False,
 ) -> dict[str, list[float]]:
-    """Seconds per epoch of each trainer, ``repeats`` times each, alternating."""
+    """Seconds per epoch of each trainer, ``repeats`` times each, alternating; ``interleaved``:
+    also of the twin run's pattern (see the module's docstring)."""
     from cnnbench.training import numpy_trainer as train_numpy
     from cnnbench.training import seeding as train
 
@@ -49,17 +60,29 @@ def measure(
     order = next(train.epoch_orders(len(images), 1, seed))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     initial = train.initial_weights(seed, SEED)
-    makers = {
-        "torch": lambda: train_numpy.TorchTrainer(initial, SEED, 1e-3, dtype),
-        "numpy": lambda: train_numpy.NumpyTrainer(initial, SEED, 1e-3, dtype),
-    }
+
+    def torch_trainer(release_blas: bool = True):
+        return train_numpy.TorchTrainer(initial, SEED, 1e-3, dtype, release_blas)
+
+    def numpy_trainer():
+        return train_numpy.NumpyTrainer(initial, SEED, 1e-3, dtype)
+
+    makers = {"torch": lambda: [torch_trainer()], "numpy": lambda: [numpy_trainer()]}
+    if interleaved:
+        makers[TWIN] = lambda: [numpy_trainer(), torch_trainer()]
+        makers[TWIN_SPINNING] = lambda: [numpy_trainer(), torch_trainer(release_blas=False)]
     for make in makers.values():  # warm up: first calls allocate, load kernels
-        epoch_seconds(make(), data, batches[:2])
+        twin_seconds(make(), data, batches[:2])
     seconds: dict[str, list[float]] = {name: [] for name in makers}
     for _ in range(repeats):
         for name, make in makers.items():
-            seconds[name].append(epoch_seconds(make(), data, batches))
+            seconds[name].append(twin_seconds(make(), data, batches))
     return seconds
+
+
+def loads(averages: list[float] | None) -> str:
+    """1, 5 and 15 minute load averages, as one reads them."""
+    return "unknown" if averages is None else " / ".join(f"{value:.1f}" for value in averages)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,24 +95,45 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="also time the twin run's pattern (a NumPy step, then a PyTorch step)",
+    )
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
+    keep_freed_memory()  # each step's arrays reuse the last step's memory
     images, labels = load_split(*(args.mnist_dir / name for name in TRAIN_FILES), SEED)
     if not 0 < args.images <= len(images):
         parser.error(f"--images must be in 1..{len(images)}")
+    load_before = load_average()
     seconds = measure(
-        images[: args.images], labels[: args.images], args.batch_size, args.repeats, args.dtype
+        images[: args.images],
+        labels[: args.images],
+        args.batch_size,
+        args.repeats,
+        args.dtype,
+        interleaved=args.interleaved,
     )
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     print(
         f"one epoch of {args.images} images, batch {args.batch_size}, {args.dtype}, "
-        f"{args.threads} thread(s), {args.repeats} repeats"
+        f"{args.threads} thread(s), {args.repeats} repeats; load average "
+        f"{loads(load_before)} before, {loads(load_average())} after"
     )
+    steps = -(-args.images // args.batch_size)
     for name, values in seconds.items():
         runs = ", ".join(f"{value:.2f}" for value in values)
-        print(f"  {name:6s} median {medians[name]:8.2f} s   (runs: {runs})")
+        print(
+            f"  {name:37s} median {medians[name]:8.2f} s, {medians[name] / steps * 1e3:7.1f} ms "
+            f"per step   (runs: {runs})"
+        )
     print(f"  ratio NumPy / PyTorch: {medians['numpy'] / medians['torch']:.2f}")
+    alone = medians["numpy"] + medians["torch"]
+    for name in (TWIN, TWIN_SPINNING):
+        if name in medians:
+            print(f"  ratio {name} / (NumPy + PyTorch alone): {medians[name] / alone:.2f}")
 
 
 if __name__ == "__main__":

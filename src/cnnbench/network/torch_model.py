@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnbench.common.errors import UserError
-from cnnbench.network.architecture import AVGPOOL, CONV, LINEAR, MAXPOOL, Architecture
+from cnnbench.network.architecture import AVGPOOL, CONV, LINEAR, MAXPOOL, Architecture, Layer
 from cnnbench.network.weights import check_parameters
 
 
@@ -41,16 +41,16 @@ class Net(nn.Module):
             setattr(self, layer.name, _module(layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.architecture.feature_layers:
-            x = getattr(self, layer.name)(x)
-            if layer.relu:
-                x = torch.relu(x)
-        x = torch.flatten(x, 1)
-        for layer in self.architecture.linear_layers:
-            x = getattr(self, layer.name)(x)
-            if layer.relu:
-                x = torch.relu(x)
+        for layer in self.architecture.layers:
+            x = self.layer_forward(layer, x)
         return x
+
+    def layer_forward(self, layer: Layer, x: torch.Tensor) -> torch.Tensor:
+        """One layer, its ReLU included; the first linear layer flattens its input first."""
+        if layer.kind == LINEAR and x.dim() > 2:
+            x = torch.flatten(x, 1)
+        x = getattr(self, layer.name)(x)
+        return torch.relu(x) if layer.relu else x
 
 
 def model_from_weights(

@@ -8,7 +8,9 @@ Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), Hout = (H + 
     conv2d_loops(x, w, b, stride=1, padding=0) -> y (N, O, Hout, Wout)     scalar Python loops
     conv2d_im2col(x, w, b, stride=1, padding=0) -> y                      im2col + one matmul
     conv2d_backward_loops(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
-    conv2d_backward_im2col(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
+    conv2d_backward_im2col(dy, x, w, stride=1, padding=0, cols=None) -> (dx, dw, db)
+    conv2d_im2col_with_columns(x, w, b, stride=1, padding=0) -> (y, {"cols": x's column matrix})
+        the forward's column matrix, for the backward to reuse (``cols``) rather than rebuild
     im2col(x, kh, kw, stride=1, padding=0) -> cols (C*kh*kw, N*Hout*Wout)  building blocks
     col2im(cols, x_shape, kh, kw, stride=1, padding=0) -> dx (adds overlapping windows)
 Pooling (as torch.nn.functional.max_pool2d / avg_pool2d: kernel an int or (kh, kw), stride None =
@@ -36,7 +38,7 @@ weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
     opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
-    Im2colInference(arrays, architecture).logits(x) -> float32 logits (N, classes)
+    Im2colInference(arrays, architecture).logits(x) -> float32 logits (N, classes); .stages(): per layer
 
 Example (the README's worked example)::
 
@@ -65,7 +67,13 @@ the top 2 gets both gradients::
              [0., 0., 0.]]]])
 """
 
-from cnnbench.ops.im2col import col2im, conv2d_backward_im2col, conv2d_im2col, im2col
+from cnnbench.ops.im2col import (
+    col2im,
+    conv2d_backward_im2col,
+    conv2d_im2col,
+    conv2d_im2col_with_columns,
+    im2col,
+)
 from cnnbench.ops.im2col_inference import Im2colInference
 from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
 from cnnbench.ops.loops import (
@@ -105,6 +113,7 @@ __all__ = [
     "conv2d_backward_im2col",
     "conv2d_backward_loops",
     "conv2d_im2col",
+    "conv2d_im2col_with_columns",
     "conv2d_loops",
     "cross_entropy",
     "cross_entropy_backward",

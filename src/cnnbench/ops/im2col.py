@@ -83,24 +83,47 @@ def conv2d_im2col(
     Returns (N, O, Hout, Wout), a view of an (O, Hout, Wout, N) array: the next layer's
     :func:`im2col` wants exactly that memory order.
     """
+    return conv2d_im2col_with_columns(x, w, b, stride, padding)[0]
+
+
+def conv2d_im2col_with_columns(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`conv2d_im2col`'s output, and what its backward can reuse: ``{"cols": x's column
+    matrix}``, to pass on as ``conv2d_backward_im2col(dy, x, w, stride, padding, **kept)``, so
+    that training builds each column matrix once rather than twice."""
     out_h, out_w = check_conv2d(x, w, b, stride, padding)
     out_channels, _, kh, kw = w.shape
-    y = w.reshape(out_channels, -1) @ im2col(x, kh, kw, stride, padding)
+    cols = im2col(x, kh, kw, stride, padding)
+    y = w.reshape(out_channels, -1) @ cols
     y += b[:, None]
-    return y.reshape(out_channels, out_h, out_w, x.shape[0]).transpose(3, 0, 1, 2)
+    return y.reshape(out_channels, out_h, out_w, x.shape[0]).transpose(3, 0, 1, 2), {"cols": cols}
 
 
 def conv2d_backward_im2col(
-    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: int = 1,
+    padding: int = 0,
+    cols: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of :func:`conv2d_im2col` given ``dy`` = dLoss/dy.
 
-    dw = dy_matrix @ cols.T (one matmul), dx = col2im(w_matrix.T @ dy_matrix); the column
-    matrix is rebuilt from ``x`` (the signature carries no cache).
+    dw = dy_matrix @ cols.T (one matmul), dx = col2im(w_matrix.T @ dy_matrix). ``cols``: x's
+    column matrix as the forward built it (:func:`conv2d_im2col_with_columns`); None: rebuilt
+    from ``x``.
     """
-    check_conv2d_backward(dy, x, w, stride, padding)
+    out_h, out_w = check_conv2d_backward(dy, x, w, stride, padding)
     out_channels, _, kh, kw = w.shape
+    if cols is None:
+        cols = im2col(x, kh, kw, stride, padding)
+    elif cols.shape != (w[0].size, out_h * out_w * x.shape[0]) or cols.dtype != x.dtype:
+        raise ValueError(
+            f"cols is {cols.dtype} {cols.shape}, expected x's column matrix: {x.dtype} "
+            f"{(w[0].size, out_h * out_w * x.shape[0])}"
+        )
     dy_matrix = dy.transpose(1, 2, 3, 0).reshape(out_channels, -1)  # (O, Hout*Wout*N)
-    dw = (dy_matrix @ im2col(x, kh, kw, stride, padding).T).reshape(w.shape)
+    dw = (dy_matrix @ cols.T).reshape(w.shape)
     dx = col2im(w.reshape(out_channels, -1).T @ dy_matrix, x.shape, kh, kw, stride, padding)
     return dx, dw, dy_matrix.sum(axis=1)

@@ -18,7 +18,11 @@ import numpy as np
 
 from cnnbench.network.architecture import CONV, LINEAR, MAXPOOL, Architecture, Layer
 from cnnbench.network.weights import check_parameters, load_weights
-from cnnbench.ops.im2col import conv2d_backward_im2col, conv2d_im2col
+from cnnbench.ops.im2col import (
+    conv2d_backward_im2col,
+    conv2d_im2col,
+    conv2d_im2col_with_columns,
+)
 from cnnbench.ops.layers import linear, linear_backward, relu, relu_backward
 from cnnbench.ops.loops import (
     conv2d_backward_loops,
@@ -48,6 +52,8 @@ class Variant:
 
     name: str
     conv2d: Callable[..., np.ndarray]
+    # conv2d's output and what its backward can reuse (keyword arguments of conv2d_backward)
+    conv2d_keeping: Callable[..., tuple[np.ndarray, dict[str, np.ndarray]]]
     conv2d_backward: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
     linear: Callable[..., np.ndarray]
     linear_backward: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -61,6 +67,7 @@ VARIANTS: dict[str, Variant] = {
     "loops": Variant(
         "loops",
         conv2d_loops,
+        lambda *args: (conv2d_loops(*args), {}),  # the loops keep nothing for backward
         conv2d_backward_loops,
         linear_loops,
         linear_backward_loops,
@@ -72,6 +79,7 @@ VARIANTS: dict[str, Variant] = {
     "im2col": Variant(
         "im2col",
         conv2d_im2col,
+        conv2d_im2col_with_columns,  # keeps the column matrix: built once, not twice
         conv2d_backward_im2col,
         linear,
         linear_backward,
@@ -85,10 +93,12 @@ VARIANTS: dict[str, Variant] = {
 
 @dataclass
 class ForwardCache:
-    """What backward needs: each layer's input, and each ReLU layer's input (pre-activation)."""
+    """What backward needs: each layer's input, each ReLU layer's input (pre-activation), and
+    what each convolution's forward kept for its backward (``Variant.conv2d_keeping``)."""
 
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     preactivations: dict[str, np.ndarray] = field(default_factory=dict)
+    kept: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 class Network:
@@ -162,7 +172,12 @@ class Network:
         for layer in self.architecture.layers:
             h = self._flatten(layer, h)
             cache.inputs[layer.name] = h
-            h = self._layer(layer, h)
+            if layer.kind == CONV:
+                h, cache.kept[layer.name] = self.variant.conv2d_keeping(
+                    h, *self._weights(layer), layer.stride, layer.padding
+                )
+            else:
+                h = self._layer(layer, h)
             if layer.relu:
                 cache.preactivations[layer.name] = h
                 h = relu(h)
@@ -183,7 +198,12 @@ class Network:
             h = cache.inputs[layer.name]
             if layer.kind == CONV:
                 d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.conv2d_backward(
-                    d, h, self.parameters[f"{layer.name}.weight"], layer.stride, layer.padding
+                    d,
+                    h,
+                    self.parameters[f"{layer.name}.weight"],
+                    layer.stride,
+                    layer.padding,
+                    **cache.kept[layer.name],
                 )
             elif layer.kind == LINEAR:
                 d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.linear_backward(

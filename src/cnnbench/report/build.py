@@ -12,12 +12,14 @@ from .sections import (
     agreement,
     dataset,
     gradcheck,
+    limits,
     network,
     provenance,
     summary,
     timing,
     training,
     training_numpy,
+    where,
     worked_example,
 )
 
@@ -33,6 +35,8 @@ def build_context(results: Results, generated_at: str) -> dict[str, Any]:
         "training": training.section(results),
         "training_numpy": training_numpy.section(results),
         "timing": timing.section(results, stats),
+        "limits": limits.section(results),
+        "where": where.section(results),
         "worked": worked_example.section(results.worked_example_torch),
         "pipeline": provenance.pipeline_time(results),
         "provenance": provenance.section(results),

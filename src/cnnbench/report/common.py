@@ -58,23 +58,61 @@ def thumbnail(results: Results, index: int) -> str | None:
     return figures.image_uri(images[index])
 
 
-def latency_stats(results: Results) -> dict[str, dict[str, float]]:
-    """Per present backend: images, median, p95, p99, mean, min, max and total latency (s)."""
-    stats = {}
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEEDS = (0, 1)  # the peer's resamples, a backend's: intervals depend on latencies only
+CONFIDENCE = 0.95
+
+
+def latency_stats(results: Results) -> dict[str, dict[str, Any]]:
+    """Per present backend: images, median (p50), p90, mean, min, max, total latency (s),
+    the interquartile range as a share of the median, and (when the production peer ran) the
+    median as a multiple of the peer's with its 95 % bootstrap interval, ``versus_peer``:
+    (ratio, low, high)."""
+    stats: dict[str, dict[str, Any]] = {}
     for backend in results.present_backends:
         latency = backend.table["latency_s"].to_numpy(dtype=float)
-        p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+        p25, p50, p75, p90 = np.percentile(latency, [25, 50, 75, 90])
         stats[backend.name] = {
             "images": len(latency),
             "median": float(p50),
-            "p95": float(p95),
-            "p99": float(p99),
+            "p90": float(p90),
             "mean": float(latency.mean()),
             "min": float(latency.min()),
             "max": float(latency.max()),
             "total": float(latency.sum()),
+            "iqr_ratio": float((p75 - p25) / p50) if p50 > 0 else math.nan,
         }
+    peer = results.peer
+    if peer is not None:
+        peer_latency = peer.table["latency_s"].to_numpy(dtype=float)
+        for backend in results.present_backends:
+            if backend.name != peer.name:
+                latency = backend.table["latency_s"].to_numpy(dtype=float)
+                stats[backend.name]["versus_peer"] = median_ratio(latency, peer_latency)
     return stats
+
+
+def median_ratio(own: np.ndarray, peer: np.ndarray) -> tuple[float, float, float]:
+    """median(own) / median(peer) and its CONFIDENCE percentile bootstrap interval: both samples
+    resampled independently, seeded, so the interval depends on the latencies alone."""
+    ratios = bootstrap_medians(own, BOOTSTRAP_SEEDS[1]) / bootstrap_medians(
+        peer, BOOTSTRAP_SEEDS[0]
+    )
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(np.median(own) / np.median(peer)), float(low), float(high)
+
+
+def bootstrap_medians(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES):
+    """Medians of ``resamples`` seeded resamples (with replacement) of ``values``."""
+    rng = np.random.default_rng(seed)
+    medians = np.empty(resamples)
+    chunk = max(1, 2_000_000 // max(len(values), 1))  # bounded memory for 10,000 latencies
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        picks = rng.integers(0, len(values), size=(stop - start, len(values)))
+        medians[start:stop] = np.median(values[picks], axis=1)
+    return medians
 
 
 def core_share(mean_load) -> str:

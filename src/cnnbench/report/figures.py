@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.image
+import matplotlib.lines
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -20,12 +21,13 @@ from matplotlib.ticker import FuncFormatter
 from . import fmt
 
 DPI = 144  # crisp on high-density laptop screens; the page scales figures to its width
+SIDE_BY_SIDE_BACKENDS = 4  # the agreement heatmaps stack beyond this, so their labels fit
 STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 10}
 
 
-def _figure(width: float, height: float, ncols: int = 1, **kwargs):
+def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kwargs):
     figure = Figure(figsize=(width, height), layout="constrained")
-    axes = figure.subplots(1, ncols, **kwargs)
+    axes = figure.subplots(nrows, ncols, **kwargs)
     return figure, axes
 
 
@@ -70,6 +72,16 @@ def _log_labels(axis, label) -> None:
     axis.set_minor_formatter(FuncFormatter(minor))
 
 
+def _epoch_axis(ax, epochs: pd.Series) -> None:
+    """Epochs are whole numbers: integer ticks only; a span of under three epochs gets half an
+    epoch of margin either side, so one epoch is one tick under one point (not 0.945 ... 1.05)."""
+    first, last = int(epochs.min()), int(epochs.max())
+    if last - first < 2:
+        ax.set_xlim(first - 0.5, last + 0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+
+
 @_themed
 def training_curves(metrics: pd.DataFrame) -> str:
     figure, (loss_ax, acc_ax) = _figure(10, 3.4, ncols=2)
@@ -86,9 +98,8 @@ def training_curves(metrics: pd.DataFrame) -> str:
     acc_ax.plot(metrics["epoch"], accuracy * 100, marker="o", color="C2")
     acc_ax.set_title("Test accuracy per epoch")
     acc_ax.set_ylabel("test accuracy (%)")
-    acc_ax.set_xlabel("epoch")
     for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _epoch_axis(ax, metrics["epoch"])
     return to_data_uri(figure)
 
 
@@ -161,23 +172,172 @@ def throughput_curves(throughput: pd.DataFrame, order: list[str]) -> str:
     return to_data_uri(figure)
 
 
+@_themed
+def bandwidth_curve(bandwidth: list[dict], caches: dict[str, int]) -> str:
+    """Triad bandwidth against the arrays' total size (log-log), the cache sizes marked."""
+    figure, ax = _figure(7.5, 3.6)
+    sizes = [row["bytes"] for row in bandwidth]
+    ax.plot(sizes, [row["gb_per_s"] for row in bandwidth], marker="o", color="C0")
+    for level, size in caches.items():
+        ax.axvline(size, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f" {level}", (size, 1), xycoords=("data", "axes fraction"), va="top")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt.kibibytes(v)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.set_xlabel("size of the three arrays (log scale)")
+    ax.set_ylabel("GB/s (log scale)")
+    ax.set_title("Triad bandwidth, one thread")
+    return to_data_uri(figure)
+
+
+@_themed
+def layer_time_bars(table: pd.DataFrame, order: list[str], layers: list[str]) -> str:
+    """At batch 1 and at the large batch, one bar per backend: each layer's share of its time per
+    image, the total written at the end (the slow backends' large batch is their sample)."""
+    figure, axes = _figure(10, 0.8 * len(order) + 1.8, ncols=2)
+    colours = dict(zip(layers, sns.color_palette("tab10", len(layers)), strict=False))
+    for ax, large in zip(axes, (False, True), strict=True):
+        names, totals, shares = [], [], []
+        for name in order:
+            rows = table[table["backend"] == name]
+            size = rows["batch_size"].max() if large else 1
+            rows = rows[rows["batch_size"] == size].set_index("layer")["seconds"]
+            if rows.empty or rows.sum() <= 0:
+                continue
+            names.append(name if not large else f"{name} ({size:,})")
+            totals.append(rows.sum())
+            shares.append([rows.get(layer, 0.0) / rows.sum() for layer in layers])
+        positions = np.arange(len(names))
+        left = np.zeros(len(names))
+        for k, layer in enumerate(layers):
+            values = np.array([share[k] for share in shares])
+            ax.barh(positions, values, left=left, color=colours[layer], label=layer)
+            left += values
+        for position, total in zip(positions, totals, strict=True):
+            ax.annotate(
+                fmt.duration(total),
+                (1.0, position),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        ax.set_yticks(positions, names)
+        ax.set_xlim(0, 1.25)
+        ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "25 %", "50 %", "75 %", "100 %"])
+        ax.set_title("batch 1" if not large else "large batch (images per call)")
+        ax.set_xlabel("share of the time per image (total at the end)")
+        ax.invert_yaxis()
+    axes[1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return to_data_uri(figure)
+
+
+@_themed
+def roofline(points: list[dict], peak: float, roofs: dict[str, float], machine: dict) -> str:
+    """Arithmetic intensity against achieved GFLOP/s (log-log): the measured compute roofs, a
+    bandwidth roof per cache level, one point per layer, backend and batch size (filled: batch 1,
+    open: the large batch)."""
+    figure, ax = _figure(10, 5.4)
+    flops = [p for p in points if p["flops"]]
+    low = min(p["intensity"] for p in flops) / 3
+    high = max(p["intensity"] for p in flops) * 3
+    grid = np.geomspace(low, high, 200)
+    handles = []
+    for (level, bandwidth), style in zip(roofs.items(), ("-", "--", "-.", ":", "-"), strict=False):
+        (line,) = ax.plot(
+            grid,
+            np.minimum(grid * bandwidth, peak),
+            style,
+            color="black",
+            linewidth=1,
+            label=f"{level} {fmt.sig(bandwidth, 3)} GB/s",
+        )
+        handles.append(line)
+    for key, label in (
+        ("matmul", "BLAS matmul"),
+        ("onnxruntime_matmul", "ONNX Runtime matmul"),
+        ("numba_dot", "numba dot"),
+    ):
+        if machine.get(key):
+            rate = float(machine[key]["gflops"])
+            handles.append(
+                ax.axhline(
+                    rate,
+                    color="grey",
+                    linewidth=0.8,
+                    linestyle=":",
+                    label=f"{label} {fmt.sig(rate, 3)} GFLOP/s",
+                )
+            )
+    names = list(dict.fromkeys(p["backend"] for p in flops))
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+    layers = list(dict.fromkeys(p["layer"] for p in flops))
+    markers = dict(zip(layers, ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<"), strict=False))
+    for p in flops:
+        colour = palette[p["backend"]]
+        ax.scatter(
+            p["intensity"],
+            p["achieved"],
+            marker=markers.get(p["layer"], "o"),
+            s=36,
+            color=colour if p["batch"] == 1 else "white",
+            edgecolor=colour,
+            linewidth=1.2,
+        )
+    line2d = matplotlib.lines.Line2D
+    handles += [line2d([], [], color=palette[n], marker="o", linestyle="", label=n) for n in names]
+    handles += [
+        line2d([], [], color="grey", marker=markers[n], linestyle="", label=n) for n in layers
+    ]
+    handles += [
+        line2d([], [], color="grey", marker="o", linestyle="", label="batch 1"),
+        line2d(
+            [],
+            [],
+            color="grey",
+            marker="o",
+            markerfacecolor="white",
+            linestyle="",
+            label="large batch",
+        ),
+    ]
+    ax.legend(
+        handles=handles, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved, log scale)")
+    ax.set_ylabel("achieved GFLOP/s (log scale)")
+    ax.set_title("Roofline: every layer of every backend against this machine's roofs")
+    return to_data_uri(figure)
+
+
 def _plain(function):
     return _themed(function, style="white")
 
 
 @_plain
 def agreement_heatmaps(counts: pd.DataFrame, images: pd.DataFrame, logit_diff: pd.DataFrame) -> str:
-    """Left: images on which each pair predicts the same class; right: max |logit difference|."""
+    """Images on which each pair predicts the same class, and their max |logit difference|:
+    side by side up to 4 backends, one above the other beyond (up to 8 the labels fit their
+    cells). The image count is in the title when every pair saw the same images."""
     n = len(counts)
-    figure, (agree_ax, diff_ax) = _figure(10, 0.7 * n + 2.0, ncols=2)
+    side_by_side = n <= SIDE_BY_SIDE_BACKENDS
+    figure, (agree_ax, diff_ax) = _figure(
+        10,
+        0.7 * n + 2.0 if side_by_side else 2 * (0.5 * n + 1.2),
+        ncols=2 if side_by_side else 1,
+        nrows=1 if side_by_side else 2,
+    )
     fraction = counts / images
+    seen = {int(m) for m in images.to_numpy().ravel() if pd.notna(m)}
     labels = counts.copy().astype(object)
     for a in counts.index:
         for b in counts.columns:
             c, m = counts.loc[a, b], images.loc[a, b]
-            labels.loc[a, b] = (
-                "" if pd.isna(c) else f"{int(c):,} / {int(m):,}\n{fmt.percent(c / m)}"
-            )
+            of = "" if len(seen) == 1 else f"\n/ {int(m):,}"
+            labels.loc[a, b] = "" if pd.isna(c) else f"{int(c):,}{of}\n{fmt.percent(c / m)}"
     sns.heatmap(
         fraction.astype(float),
         annot=labels.values,
@@ -191,7 +351,11 @@ def agreement_heatmaps(counts: pd.DataFrame, images: pd.DataFrame, logit_diff: p
         linecolor="white",
         annot_kws={"fontsize": 8},
     )
-    agree_ax.set_title("Same predicted class (count / images)")
+    agree_ax.set_title(
+        f"Same predicted class (of {seen.pop():,} images)"
+        if len(seen) == 1
+        else "Same predicted class (count / images)"
+    )
     diff = logit_diff.astype(float)
     positive = diff.values[np.isfinite(diff.values) & (diff.values > 0)]
     norm = (
@@ -270,14 +434,12 @@ def training_overlay(torch_metrics: pd.DataFrame, numpy_metrics: pd.DataFrame) -
             label=name,
         )
     loss_ax.set_title("Cross-entropy loss per epoch")
-    loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     acc_ax.set_title("Test accuracy per epoch")
     acc_ax.set_ylabel("test accuracy (%)")
-    acc_ax.set_xlabel("epoch")
     for ax in (loss_ax, acc_ax):
         ax.legend()
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _epoch_axis(ax, pd.concat([torch_metrics["epoch"], numpy_metrics["epoch"]]))
     return to_data_uri(figure)
 
 

@@ -103,6 +103,17 @@ def megabytes(value) -> str:
     return f"{sig(number, 3)} MB"
 
 
+def kibibytes(count) -> str:
+    """A size in bytes, binary units as caches are sized: 32768 -> '32 KiB', 2**25 -> '32 MiB'."""
+    number = _finite(count)
+    if number is None:
+        return "–"
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if number >= scale:
+            return f"{sig(number / scale, 3)} {unit}"
+    return f"{number:.0f} B"
+
+
 def speedup(reference_s, backend_s) -> str:
     """How much faster than the reference: '3.2× faster', '48× slower', '1.00× (same)'."""
     ref, own = _finite(reference_s), _finite(backend_s)
@@ -132,3 +143,16 @@ def count(value) -> str:
         if abs(number) >= limit:
             return f"{sig(number / limit, 3)} {suffix}"
     return sig(number, 3)
+
+
+def share(fraction) -> str:
+    """A spread as a share of its median, two significant digits: 0.034 -> '3.4 %'."""
+    value = _finite(fraction)
+    return "–" if value is None else f"{sig(100 * value, 2)} %"
+
+
+def ratio_interval(value, low, high) -> str:
+    """A ratio and its confidence interval: '1.37× [1.35–1.39]'."""
+    if _finite(low) is None or _finite(high) is None:
+        return ratio(value)
+    return f"{ratio(value)} [{sig(low, 3)}–{sig(high, 3)}]"

@@ -7,7 +7,9 @@ renders and says what it could not find.
 
 Named inputs: metrics, manifest, weights, data (the dataset files), gradcheck, inference (every
 backend's csv and json), throughput, bench_processes (optional: the bench repeated in fresh
-processes, results/bench_processes.json), agreement, accuracy, disagreements, environment, benchmarks
+processes, results/bench_processes.json), machine (optional: this machine's measured limits,
+results/machine.json), layers (optional: every backend's time per layer, results/layers.csv),
+agreement, accuracy, disagreements, environment, benchmarks
 (benchmark tsvs), worked_example (optional: PyTorch's result for the worked example).
 """
 
@@ -67,6 +69,10 @@ class Results:
     training_numpy_summary: dict[str, Any] = field(default_factory=dict)
     # The bench in fresh processes (results/bench_processes.json): optional, no variance without it
     bench_processes: dict[str, Any] = field(default_factory=dict)
+    # This machine's limits (results/machine.json): optional, no roofs without it
+    machine: dict[str, Any] = field(default_factory=dict)
+    # Every backend's time per layer (results/layers.csv): optional, no per-layer part without it
+    layers: pd.DataFrame | None = None
 
     @property
     def present_backends(self) -> list[Backend]:
@@ -106,6 +112,8 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
     numpy_steps = reader.paths("training_numpy_steps", quiet=True)
     numpy_summary = reader.paths("training_numpy_summary", quiet=True)
     bench_processes = reader.paths("bench_processes", quiet=True)
+    machine = reader.paths("machine", quiet=True)
+    layers = reader.paths("layers", quiet=True)
     return Results(
         config=config or {},
         config_text=config_text,
@@ -128,6 +136,8 @@ def load_results(inputs: dict[str, Any], config: dict[str, Any]) -> Results:
         training_numpy_steps=_csv(numpy_steps[0], notes) if numpy_steps else None,
         training_numpy_summary=(_json(numpy_summary[0], notes) or {}) if numpy_summary else {},
         bench_processes=(_json(bench_processes[0], notes) or {}) if bench_processes else {},
+        machine=(_json(machine[0], notes) or {}) if machine else {},
+        layers=_csv(layers[0], notes, empty_ok=True) if layers else None,
     )
 
 

@@ -25,9 +25,9 @@ from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import progress, set_threads
 from cnnbench.common.tables import logit_columns, write_predictions
 from cnnbench.common.timing import timed_predictions
-from cnnbench.data import load_split, to_model_input
+from cnnbench.data import to_model_input
 from cnnbench.network.architecture import Architecture
-from cnnbench.network.weights import verify_exported
+from cnnbench.steps import verified_test_split
 
 
 def shard_ranges(total: int, shards: int) -> list[tuple[int, int]]:
@@ -87,10 +87,7 @@ def infer(
 
 def run(job: Job) -> None:
     settings = job.settings
-    architecture = verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
-    images, labels = load_split(
-        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
-    )
+    architecture, images, labels = verified_test_split(job)
     total = len(images) if settings["limit"] is None else settings["limit"]
     if total > len(images):
         raise UserError(f"inference.limit {total} exceeds the {len(images)} test images")

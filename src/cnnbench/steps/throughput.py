@@ -23,9 +23,9 @@ from cnnbench.common.files import write_table
 from cnnbench.common.job import Job, run_job
 from cnnbench.common.runtime import set_threads
 from cnnbench.common.timing import median_seconds
-from cnnbench.data import load_split, to_model_input
+from cnnbench.data import to_model_input
 from cnnbench.network.architecture import Architecture
-from cnnbench.network.weights import verify_exported
+from cnnbench.steps import verified_test_split
 
 COLUMNS = ["backend", "batch_size", "images", "seconds", "images_per_s", "repeats"]
 
@@ -73,10 +73,7 @@ def measure(
 def run(job: Job) -> None:
     settings = job.settings
     set_threads(settings["threads"])
-    architecture = verify_exported(job.path("input", "weights"), job.path("input", "manifest"))
-    images, _ = load_split(
-        job.path("input", "test_images"), job.path("input", "test_labels"), architecture
-    )
+    architecture, images, _ = verified_test_split(job)
     table = measure(
         settings["backends"],
         job.path("input", "weights"),

@@ -19,7 +19,7 @@ from torch import nn
 from cnnbench.common.errors import UserError
 from cnnbench.common.files import atomic_output, write_rows
 from cnnbench.common.job import Job, run_job
-from cnnbench.common.runtime import progress, set_threads
+from cnnbench.common.runtime import keep_freed_memory, progress, set_threads
 from cnnbench.data import load_split, to_model_input
 from cnnbench.network.architecture import Architecture, from_dict
 from cnnbench.network.torch_model import Net, pick_device
@@ -109,6 +109,7 @@ def run(job: Job) -> None:
         fields = ", ".join(["threads", *TrainSettings.__dataclass_fields__])
         raise UserError(f"train settings must be exactly {fields} ({error})") from None
     set_threads(threads)
+    keep_freed_memory()  # each step's arrays reuse the last step's memory
     model, history = train(
         train_settings,
         architecture,

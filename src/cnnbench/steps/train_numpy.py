@@ -23,7 +23,7 @@ import torch
 
 from cnnbench.common.files import atomic_output, write_json, write_rows
 from cnnbench.common.job import Job, run_job
-from cnnbench.common.runtime import set_threads
+from cnnbench.common.runtime import keep_freed_memory, set_threads
 from cnnbench.data import load_split, to_model_input
 from cnnbench.network.architecture import Architecture, from_dict
 from cnnbench.network.manifest import build_manifest, last_epoch_metrics
@@ -77,6 +77,7 @@ def compare_predictions(
 def run(job: Job) -> None:
     config, numpy_config = job.settings["train"], job.settings["train_numpy"]
     set_threads(config["threads"])
+    keep_freed_memory()  # each step's arrays reuse the last step's memory
     settings = train.TrainSettings(
         config["epochs"], config["batch_size"], config["lr"], config["seed"], "cpu", config["limit"]
     )

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cnnbench.common.numerics import max_norm_relative_error
-from cnnbench.common.runtime import progress
+from cnnbench.common.runtime import progress, release_blas_threads
 from cnnbench.data import to_model_input
 from cnnbench.network.architecture import Architecture
 from cnnbench.network.torch_model import model_from_weights
@@ -69,7 +69,13 @@ class NumpyTrainer:
 
 
 class TorchTrainer:
-    """The torch network (in ``dtype``) from ``initial`` weights, trained by ``torch.optim.Adam``."""
+    """The torch network (in ``dtype``) from ``initial`` weights, trained by ``torch.optim.Adam``.
+
+    Each step first ends OpenBLAS's idle worker threads (``release_blas_threads``): after a
+    NumPy step they would spin through this one, on the cores torch's threads run on.
+    ``release_blas=False`` leaves them spinning, only to measure what that costs
+    (``python -m cnnbench.bench.training --interleaved``).
+    """
 
     def __init__(
         self,
@@ -77,13 +83,17 @@ class TorchTrainer:
         architecture: Architecture,
         lr: float,
         dtype: type[np.floating] | np.dtype,
+        release_blas: bool = True,
     ) -> None:
         torch_dtype = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
         self.model = model_from_weights(initial, architecture, torch_dtype).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.criterion = nn.CrossEntropyLoss()
+        self.release_blas = release_blas
 
     def step(self, x: np.ndarray, labels: np.ndarray) -> float:
+        if self.release_blas:
+            release_blas_threads()
         self.optimizer.zero_grad()
         # Copied with torch's own strides, as the torch trainer's batches are: NumPy strides the
         # channel axis (of size 1) differently, and oneDNN then picks kernels that round

@@ -18,7 +18,7 @@ from .timing import speedup, versus_peer
 
 def section(
     results: Results,
-    stats: dict[str, dict[str, float]],
+    stats: dict[str, dict[str, Any]],
     *,
     agreement: dict[str, Any],
     gradcheck: dict[str, Any],
@@ -46,16 +46,14 @@ def section(
         "fastest_median": fmt.duration(own[fastest]["median"]) if fastest else None,
         "peer": peer,
         "peer_median": fmt.duration(stats[peer]["median"]) if peer else None,
-        "fastest_versus_peer": (
-            versus_peer(fastest, own[fastest], stats[peer]) if fastest and peer else None
-        ),
+        "fastest_versus_peer": (versus_peer(fastest, own[fastest]) if fastest and peer else None),
         "images_phrase": images_phrase(results, min(images)) if images else "no images",
         "limited": bool(images and total is not None and min(images) < total),
         "notes": ["no inference results for " + ", ".join(missing)] if missing else [],
     }
 
 
-def _row(results: Results, backend: Backend, stats: dict[str, dict[str, float]]) -> dict[str, Any]:
+def _row(results: Results, backend: Backend, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One backend: accuracy as agreement's accuracy.csv states it, agreement with the reference."""
     name = backend.name
     accuracy = results.accuracy
@@ -83,11 +81,8 @@ def _row(results: Results, backend: Backend, stats: dict[str, dict[str, float]])
         "agree_badge": agree_badge,
         "max_diff": fmt.scientific(row["max_abs_logit_diff"]) if row else "–",
         "median": fmt.duration(own["median"]),
-        "p95": fmt.duration(own["p95"]),
         "speedup": speedup(name, own, stats.get(REFERENCE)),
-        "versus_peer": versus_peer(
-            name, own, stats.get(results.peer.name) if results.peer else None
-        ),
+        "versus_peer": versus_peer(name, own) if results.peer else "–",
         "total": fmt.duration(own["total"]),
     }
 

@@ -3,7 +3,11 @@ backend's median moved between fresh processes (bench_processes.json), and how i
 (environment.json, the timed rules' benchmark files).
 
 Speeds are measured against the production peer (``backends.PEERS``): each backend's median as a
-multiple of the peer's; torch stays the correctness reference and keeps its own column."""
+multiple of the peer's, with a 95 % bootstrap interval; torch stays the correctness reference and
+keeps its own column. As MLPerf's single-stream scenario, the table shows p50 and p90 beside the
+mean; as pyperf and torch.utils.benchmark warn, a backend is flagged unstable when its
+interquartile range exceeds UNSTABLE of its median within the run, or its median moved more than
+UNSTABLE between fresh processes."""
 
 from __future__ import annotations
 
@@ -15,31 +19,34 @@ import pandas as pd
 from cnnbench.backends import PEERS, REFERENCE
 
 from .. import figures, fmt
-from ..common import blas_lines, core_share
+from ..common import BOOTSTRAP_RESAMPLES, CONFIDENCE, PASS, WARN, badge, blas_lines, core_share
 from ..inputs import Results, nested
 from . import throughput
 
+UNSTABLE = 0.10  # IQR / median within a run, or (max - min) / median of per-process medians
 
-def section(results: Results, stats: dict[str, dict[str, float]]) -> dict[str, Any]:
+
+def section(results: Results, stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
     present = results.present_backends
     reference = stats.get(REFERENCE)
     peer = results.peer.name if results.peer else None
+    moved = variance(results)
     rows = []
     for backend in present:
         s, meta = stats[backend.name], backend.meta
         compile_s = meta.get("compile_s")
+        between = moved["by_name"].get(backend.name) if moved else None
         rows.append(
             {
                 "name": backend.name,
                 "peer": backend.name in PEERS,
-                "images": fmt.integer(s["images"]),
                 "median": fmt.duration(s["median"]),
-                "p95": fmt.duration(s["p95"]),
-                "p99": fmt.duration(s["p99"]),
+                "p90": fmt.duration(s["p90"]),
                 "mean": fmt.duration(s["mean"]),
-                "total": fmt.duration(s["total"]),
+                "iqr": fmt.share(s["iqr_ratio"]),
                 "speedup": speedup(backend.name, s, reference),
-                "versus_peer": versus_peer(backend.name, s, stats.get(peer) if peer else None),
+                "versus_peer": versus_peer(backend.name, s) if peer else "–",
+                "stability": stability(s, between),
                 "load": fmt.duration(meta.get("load_s")),
                 "compile": fmt.duration(compile_s) if compile_s is not None else "none",
                 "threads": meta.get("threads", "–"),
@@ -50,10 +57,32 @@ def section(results: Results, stats: dict[str, dict[str, float]]) -> dict[str, A
     return {
         "rows": rows,
         "peer": peer,
-        "variance": variance(results),
+        "unstable_limit": fmt.share(UNSTABLE),
+        "bootstrap": {
+            "confidence": fmt.share(CONFIDENCE),
+            "resamples": fmt.integer(BOOTSTRAP_RESAMPLES),
+        },
+        "variance": moved,
         "figure": _latency_figure(results),
         "throughput": throughput.section(results),
         "method": _method(results),
+    }
+
+
+def stability(own: dict[str, Any], between: dict[str, Any] | None) -> dict[str, Any]:
+    """Stable, or unstable with the reasons: the IQR above UNSTABLE of the median within the run,
+    the median moving more than UNSTABLE between fresh processes (batch 1 or the large batch)."""
+    reasons = []
+    if not own["iqr_ratio"] <= UNSTABLE:
+        reasons.append(f"IQR {fmt.share(own['iqr_ratio'])} of its median")
+    for key, what in (("latency", "batch-1"), ("batch", "large-batch")):
+        measure = (between or {}).get(key)
+        if measure and measure["spread_pct"] > 100 * UNSTABLE:
+            reasons.append(f"{what} median moved {measure['spread']} between processes")
+    return {
+        "badge": badge(WARN, "unstable") if reasons else badge(PASS, "stable"),
+        "reasons": reasons,
+        "checked": "between processes too" if between else "within the run only",
     }
 
 
@@ -64,11 +93,12 @@ def speedup(name: str, own: dict[str, float], reference: dict[str, float] | None
     return fmt.speedup(reference["median"], own["median"]) if reference else "–"
 
 
-def versus_peer(name: str, own: dict[str, float], peer: dict[str, float] | None) -> str:
-    """Median latency as a multiple of the production peer's ("1.37×": 1.37 times its time)."""
+def versus_peer(name: str, own: dict[str, Any]) -> str:
+    """Median latency as a multiple of the production peer's with its 95 % bootstrap interval
+    ("1.37× [1.35–1.39]": 1.37 times its time); see common.latency_stats."""
     if name in PEERS:
         return "peer"
-    return fmt.ratio(own["median"] / peer["median"]) if peer and peer["median"] > 0 else "–"
+    return fmt.ratio_interval(*own["versus_peer"]) if "versus_peer" in own else "–"
 
 
 def variance(results: Results) -> dict[str, Any] | None:
@@ -96,6 +126,7 @@ def variance(results: Results) -> dict[str, Any] | None:
                 "max": fmt.duration(high),
                 "spread_pct": 100 * (high - low) / middle,
                 "spread": f"{100 * (high - low) / middle:.0f} %",
+                "unstable": (high - low) / middle > UNSTABLE,
             }
         rows.append(row)
     by_name = {row["name"]: row for row in rows}
@@ -104,6 +135,7 @@ def variance(results: Results) -> dict[str, Any] | None:
         "batch_size": bench.get("batch_size"),
         "clock": bench.get("clock", "wall"),
         "rows": rows,
+        "by_name": by_name,
         "sentence": _variance_sentence(by_name, len(runs)),
     }
 
@@ -159,7 +191,7 @@ def _method(results: Results) -> dict[str, Any]:
                 "mean_load": core_share(row.get("mean_load")),
             }
             for row in results.benchmarks.to_dict("records")
-            if row["name"].startswith(("infer", "throughput", "bench"))
+            if row["name"].startswith(("infer", "throughput", "bench", "machine", "layer"))
         ]
     return {
         "threads": ", ".join(_values(metas, inference, "threads")) or "–",
