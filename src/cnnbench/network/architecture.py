@@ -130,9 +130,6 @@ class Architecture:
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
-    def layer(self, name: str) -> Layer:
-        return next(layer for layer in self.layers if layer.name == name)
-
     def first_linear_hwc_columns(self, weight: np.ndarray) -> np.ndarray:
         """The first linear layer's weight (out, C*H*W), columns reordered from PyTorch's (C, H, W)
         flattening to (H, W, C): what an NHWC implementation multiplies its features with."""
