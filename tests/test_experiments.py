@@ -250,10 +250,10 @@ def test_a_dry_run_says_the_cost_of_the_shipped_sweep(tmp_path, run_snakemake):
     line = line[0]
     total = int(re.search(r"^total\s+(\d+)$", output, re.MULTILINE)[1])
     assert f"1 dataset download, 3 trainings, {total} jobs from scratch" in line
-    # all 10 000 test images of each experiment, twice where NumPy-trained weights run too
+    # the example's 1 000 test images of each experiment, twice where NumPy-trained weights run
+    assert overlay["inference"]["limit"] == 1000
     assert line.endswith(
-        "torch 60,000, onnxruntime 60,000, numpy_im2col 60,000, numba_loops 60,000, "
-        "numpy_loops 30,000."
+        "torch 6,000, onnxruntime 6,000, numpy_im2col 6,000, numba_loops 6,000, numpy_loops 3,000."
     )
     for name in ("seed", "lenet5", "wide"):
         assert f"results/experiments/{name}/report.html" in output

@@ -66,6 +66,14 @@ def test_every_experiment_runs_the_whole_pipeline(sweep_run):
             assert len(rows) == images, (name, backend)
         agreement = read_csv(own / "agreement_numpy_trained" / "agreement.csv")
         assert agreement and all(int(row["images"]) == images for row in agreement)
+        # where the time goes: per layer of the experiment's own network, every split backend
+        layers = read_csv(own / "layers.csv")
+        names = {row["layer"] for row in layers}
+        assert any(name.startswith("pool") for name in names) == (name == "lenet5"), names
+        assert {row["backend"] for row in layers} == set(BACKENDS)
+    # the machine's limits: measured once for the whole sweep
+    assert (results / "machine.json").is_file()
+    assert not list((results / "experiments").glob("*/machine.json"))
     # one download, three trainings for four experiments: seed-12 trained once with seed
     assert sorted(p.name for p in (results / "data").iterdir()) == ["mnist"]
     assert len(list((results / "data" / "mnist").glob("*-ubyte.gz"))) == 4
