@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from cnnbench import data
+from cnnbench import data, datasets
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,8 @@ class MnistMissing(Exception):
 
 
 def dataset_config(repo: Path = REPO) -> dict:
-    return yaml.safe_load((repo / "config.yaml").read_text())["dataset"]
+    """config.yaml's dataset section, completed from its preset."""
+    return datasets.resolve(yaml.safe_load((repo / "config.yaml").read_text())["dataset"])
 
 
 def default_cache(environ=os.environ) -> Path:

@@ -9,7 +9,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from cnnbench import backends
+from cnnbench import backends, datasets
 from cnnbench.common import config as cnnbench_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +18,10 @@ SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 @pytest.fixture
 def config():
-    return yaml.safe_load((REPO / "config.yaml").read_text())
+    """config.yaml as the Snakefile validates it: the dataset completed from its preset."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    cnnbench_config.resolve(config)
+    return config
 
 
 def test_default_config_is_valid_and_complete(config):
@@ -263,9 +266,11 @@ def test_nan_and_dotdot_stop_snakemake_with_one_message(tmp_path, run_snakemake)
     )
     assert nan.returncode != 0
     assert "config train.lr is nan: must be a finite number" in nan.stdout + nan.stderr
+    files = copy.deepcopy(datasets.PRESETS["mnist"]["files"])
+    files["test_labels"]["file"] = ".."
     dotdot = run_snakemake(
         workdir,
-        {"dataset": {"files": {"test_labels": {"file": ".."}}}},
+        {"dataset": {"files": files}},
         "-n",
         "--cores",
         "1",

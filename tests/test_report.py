@@ -585,11 +585,16 @@ def test_facts_come_from_the_steps_that_own_them(tmp_path):
 
 
 def test_named_inputs_are_the_report_rules_inputs(tmp_path):
-    """The tests call the report with the names the rule declares (workflow/rules/report.smk)."""
-    rule = (Path(__file__).parents[1] / "workflow" / "rules" / "report.smk").read_text()
+    """The tests call the report with the names the rule declares: its `sources` (the report's
+    own source files, left out of its job) and the files of `report_files` (common.smk)."""
+    rules = Path(__file__).parents[1] / "workflow" / "rules"
+    rule = (rules / "report.smk").read_text().split("rule report:", 1)[1]
     block = rule.split("    input:\n", 1)[1].split("    output:\n", 1)[0]
-    declared = set(re.findall(r"^        (\w+)=", block, re.M))
-    declared.remove("sources")  # the report's own source files, left out of its job (common.smk)
+    assert set(re.findall(r"^        (\w+)=", block, re.M)) == {"sources"}
+    assert "unpack(lambda wildcards: report_files(experiment_of(wildcards)))" in block
+    common = (rules / "common.smk").read_text().split("def report_files(name):", 1)[1]
+    body = common.split("\n    return {\n", 1)[1].split("\n    }\n", 1)[0]
+    declared = set(re.findall(r'^        "(\w+)": ', body, re.M))
     write_synthetic_results(tmp_path, backends=["torch"], images=10)
     (tmp_path / "results" / "worked_example_torch.json").write_text("{}")
     assert set(named_inputs(tmp_path)[0]) == declared

@@ -8,6 +8,7 @@ job that must rerun is listed and nothing else is. One real rerun checks the rep
 
 from __future__ import annotations
 
+import copy
 import html
 import re
 import shutil
@@ -17,7 +18,9 @@ import pytest
 import yaml
 from conftest import SMALL
 
+from cnnbench import datasets
 from cnnbench.backends import SLOW
+from cnnbench.common import config as cnnbench_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
@@ -80,6 +83,14 @@ def run_copy(small_run, tmp_path, run_snakemake):
     return copy, overlay, run
 
 
+def mnist_files(**changes: dict) -> dict:
+    """The mnist preset's files, the entries of ``changes`` updated."""
+    files = copy.deepcopy(datasets.PRESETS["mnist"]["files"])
+    for role, entry in changes.items():
+        files[role].update(entry)
+    return files
+
+
 def changed(overlay: dict, section: str, key: str, value) -> dict:
     return {**overlay, section: {**overlay.get(section, {}), key: value}}
 
@@ -90,21 +101,20 @@ def changed(overlay: dict, section: str, key: str, value) -> dict:
         # same files from elsewhere: the checksums say what a file is
         ("dataset", "mirrors", ["file:///nowhere/mnist/"], set()),
         # a file's entry: its download, then everything reading it (training first); a real
-        # run of this one stops at the download, as it must: the file has 4542 bytes
+        # run of this one stops at the download, as it must: the file has 4542 bytes. (Files
+        # given replace the preset's whole: all four, each as the preset gives it but one.)
         (
             "dataset",
             "files",
-            {"test_labels": {"size": 4600}},
+            mnist_files(test_labels={"size": 4600}),
             {"download[filename=t10k-labels-idx1-ubyte.gz]"} | AFTER_TRAINING,
         ),
         (
             "dataset",
             "files",
-            {"test_labels": {"file": "labels-renamed.gz"}},
+            mnist_files(test_labels={"file": "labels-renamed.gz"}),
             {"download[filename=labels-renamed.gz]"} | AFTER_TRAINING,
         ),
-        # recorded by the export step in the manifest, which every weights consumer reads
-        ("dataset", "name", "MNIST (renamed)", AFTER_TRAINING - {"train"}),
         ("model", "hidden", [200], AFTER_TRAINING),
         ("train", "epochs", 2, AFTER_TRAINING),
         ("train_numpy", "check_steps", 4, {"train_numpy"} | AFTER_NUMPY_TRAINING | REPORT),
@@ -131,6 +141,15 @@ def changed(overlay: dict, section: str, key: str, value) -> dict:
 def test_a_setting_reruns_what_uses_it(run_copy, section, key, value, expected):
     _, overlay, run = run_copy
     assert planned(run("--dry-run", overlay=changed(overlay, section, key, value))) == expected
+
+
+def test_a_renamed_dataset_reruns_what_records_its_name(run_copy):
+    """Recorded by the export step in the manifest, which every weights consumer reads. (A name
+    that is no preset is a custom dataset, which gives its files: here MNIST's.)"""
+    _, overlay, run = run_copy
+    renamed = changed(overlay, "dataset", "name", "MNIST (renamed)")
+    renamed = changed(renamed, "dataset", "files", mnist_files())
+    assert planned(run("--dry-run", overlay=renamed)) == AFTER_TRAINING - {"train"}
 
 
 def test_command_line_config_is_tracked_too(run_copy):
@@ -207,10 +226,13 @@ def report_config(report: Path) -> dict:
 
 
 def effective_config(project: Path, overlay: dict) -> dict:
-    """config.yaml with ``overlay`` merged in, key by key, as Snakemake merges config files."""
+    """config.yaml with ``overlay`` merged in, key by key, as Snakemake merges config files, the
+    dataset completed from its preset: the one experiment's config."""
     config = yaml.safe_load((project / "config.yaml").read_text())
     for section, values in overlay.items():
         config[section] = {**config[section], **values}
+    cnnbench_config.resolve(config)
+    config.pop("experiments")
     return config
 
 

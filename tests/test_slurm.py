@@ -1,8 +1,9 @@
 """The workflow on a real Slurm cluster: `--executor slurm` with the project's profile.
 
-A one-node cluster on this host (tests/slurm_cluster.py) runs a small config; Slurm's own
-job-completion log must show every non-local job, each with the CPUs it declared, and the results
-must equal a local run of the same config bit for bit (weights, every prediction column).
+A one-node cluster on this host (tests/slurm_cluster.py) runs a small two-experiment sweep;
+Slurm's own job-completion log must show every non-local job of both experiments, each with the
+CPUs it declared, and the results must equal a local run of the same config bit for bit (weights,
+every prediction column).
 Needs root (munged runs as user munge) and Debian's slurmctld, slurmd, slurm-client and munge,
 installed here when missing; skipped, with the reason, where that is impossible.
 """
@@ -42,20 +43,28 @@ SMALL = {
         "throughput_repeats": 1,
     },
 }
+# Two experiments, each its own training: every job below runs twice, as its own Slurm job.
+EXPERIMENTS = {"seed": {}, "lr": {"train": {"lr": 0.002}}}
 # Rules that must run as Slurm jobs, with the CPUs each declares for SMALL (train.threads,
 # inference.threads); the rest are localrules and run on the submitting host.
 SLURM_JOBS = Counter(
-    train=1,
-    train_numpy=1,
-    export_weights=1,
-    gradcheck=1,
-    infer_shard=len(BACKENDS) - 1 + SHARDS,
-    infer_numpy_trained=len(set(BACKENDS) - SLOW),
-    throughput=1,
-    bench_processes=1,
-    machine_limits=1,
-    layer_times=1,
-    record_environment=1,
+    {
+        rule: count * len(EXPERIMENTS)
+        for rule, count in {
+            "train": 1,
+            "train_numpy": 1,
+            "export_weights": 1,
+            "gradcheck": 1,
+            "infer_shard": len(BACKENDS) - 1 + SHARDS,
+            "infer_numpy_trained": len(set(BACKENDS) - SLOW),
+            "throughput": 1,
+            "bench_processes": 1,
+            "layer_times": 1,
+            "record_environment": 1,
+        }.items()
+    }
+    # the machine's limits: once for the whole run
+    | {"machine_limits": 1}
 )
 CPUS = {"train": 2, "train_numpy": 2}  # every other rule: 1
 
@@ -80,11 +89,13 @@ def cluster(tmp_path_factory):
 def runs(cluster, tmp_path_factory, mnist_mirror, run_snakemake):
     """The same config run locally and through Slurm, at the same time (the Slurm run mostly
     waits): (local workdir, Slurm workdir, the Slurm run's Snakemake output)."""
-    overlay = {**SMALL, "dataset": {"mirrors": [mnist_mirror]}}
+    overlay = {**SMALL, "dataset": {"mirrors": [mnist_mirror]}, "experiments": EXPERIMENTS}
     local, remote = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("remote")
-    # Locally only what is compared: the weights and the prediction tables.
-    targets = ["results/model/weights.npz"] + [
-        f"results/inference/{backend}.csv" for backend in BACKENDS
+    # Locally only what is compared: the prediction tables (and so the weights they need).
+    targets = [
+        f"results/experiments/{name}/inference/{backend}.csv"
+        for name in EXPERIMENTS
+        for backend in BACKENDS
     ]
     slurm_args = [
         "--executor",
@@ -142,7 +153,8 @@ def check_slurm_records(cluster, remote: Path, stderr: str) -> None:
         assert int(record["ProcCnt"]) == CPUS.get(rule, 1), (rule, record)
     assert Counter(rules[record["JobId"]] for record in records) == SLURM_JOBS
     # Local rules stayed on the submitting host.
-    assert re.search(r"^localrule report:$", stderr, re.MULTILINE)
+    assert len(re.findall(r"^localrule report:$", stderr, re.MULTILINE)) == len(EXPERIMENTS)
+    assert re.search(r"^localrule compare:$", stderr, re.MULTILINE)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -151,15 +163,20 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def check_equal_results(local: Path, remote: Path) -> None:
-    """The report exists; weights and every prediction column equal the local run's."""
-    assert (remote / "results/report.html").stat().st_size > 0
-    weights = "results/model/weights.npz"
-    assert (
-        hashlib.sha256((remote / weights).read_bytes()).hexdigest()
-        == hashlib.sha256((local / weights).read_bytes()).hexdigest()
-    )
-    for backend in BACKENDS:
-        table = f"results/inference/{backend}.csv"
+    """The comparison and the reports exist; weights and every prediction column equal the local
+    run's."""
+    assert "2 experiments compared" in (remote / "results/report.html").read_text()
+    trainings = sorted((local / "results/trainings").glob("*/model/weights.npz"))
+    assert len(trainings) == len(EXPERIMENTS)
+    for weights in trainings:
+        path = weights.relative_to(local)
+        assert (
+            hashlib.sha256((remote / path).read_bytes()).hexdigest()
+            == hashlib.sha256(weights.read_bytes()).hexdigest()
+        ), path
+    for name, backend in ((name, backend) for name in EXPERIMENTS for backend in BACKENDS):
+        assert (remote / f"results/experiments/{name}/report.html").stat().st_size > 0
+        table = f"results/experiments/{name}/inference/{backend}.csv"
         expected, got = read_rows(local / table), read_rows(remote / table)
         assert len(got) == 20 and {"pred", "logit_0", "logit_9"} <= set(got[0])
         columns = [column for column in got[0] if column != "latency_s"]

@@ -252,32 +252,29 @@ def test_bench_refuses_weights_that_are_not_the_exported_ones(exported, capsys):
 
 
 def test_every_rule_reading_the_weights_reads_the_manifest():
-    rules = (REPO / "workflow" / "rules").glob("*.smk")
+    rules = REPO / "workflow" / "rules"
     blocks = [
-        block for path in rules for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]
+        block
+        for path in rules.glob("*.smk")
+        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]
     ]
     inputs = {block.split(":")[0]: block.split("output:")[0] for block in blocks}
+    # the experiment's training's files (common.smk: trained)
     readers = sorted(
-        name
-        for name, text in inputs.items()
-        if re.search(r"=\s*(WEIGHTS|rules\.export_weights\.output\.weights)\b", text)
+        name for name, text in inputs.items() if re.search(r"=\s*trained\(WEIGHTS\)", text)
     )
-    assert readers == [
-        "bench_processes",
-        "gradcheck",
-        "infer_shard",
-        "layer_times",
-        "report",
-        "throughput",
-    ]
+    assert readers == ["bench_processes", "gradcheck", "infer_shard", "layer_times", "throughput"]
     for name in readers:
-        assert re.search(
-            r"=\s*(MANIFEST|rules\.export_weights\.output\.manifest)\b", inputs[name]
-        ), name
+        assert re.search(r"=\s*trained\(MANIFEST\)", inputs[name]), name
+    # the report's files (common.smk: report_files)
+    report = (rules / "common.smk").read_text().split("def report_files(name):", 1)[1]
+    report = report.split("\n\n\n", 1)[0]
+    assert '"weights": training(WEIGHTS)' in report
+    assert '"manifest": training(MANIFEST)' in report
     # the NumPy-trained weights likewise, against their own manifest
     numpy_readers = sorted(
-        n for n, text in inputs.items() if re.search(r"=\s*WEIGHTS_NUMPY\b", text)
+        n for n, text in inputs.items() if re.search(r"=\s*trained\(WEIGHTS_NUMPY\)", text)
     )
     assert numpy_readers == ["infer_numpy_trained"]
     for name in numpy_readers:
-        assert re.search(r"=\s*MANIFEST_NUMPY\b", inputs[name]), name
+        assert re.search(r"=\s*trained\(MANIFEST_NUMPY\)", inputs[name]), name

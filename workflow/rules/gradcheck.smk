@@ -1,17 +1,19 @@
 rule gradcheck:
     input:
         sources=step_sources("gradcheck"),
-        weights=WEIGHTS,
-        manifest=MANIFEST,
+        weights=trained(WEIGHTS),
+        manifest=trained(MANIFEST),
         **TEST_DATA,
     output:
-        csv=report("results/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"),
+        csv=report(
+            f"{EXP}/gradcheck.csv", caption="../report/gradcheck.rst", category="Gradient checks"
+        ),
     params:
-        **step_params(GRADCHECK),
+        **step_params(section("gradcheck")),
     log:
-        "results/logs/gradcheck.log",
+        f"{EXP}/logs/gradcheck.log",
     benchmark:
-        "results/benchmarks/gradcheck.tsv"
+        f"{EXP}/benchmarks/gradcheck.tsv"
     threads: threads_for(1)
     resources:
         mem_mb=2048,
@@ -22,6 +24,7 @@ rule gradcheck:
         step("gradcheck")
 
 
+# The seed's worked example: the same for every experiment.
 rule torch_worked_example:
     input:
         sources=step_sources("worked_example"),

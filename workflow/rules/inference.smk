@@ -7,28 +7,28 @@
 rule infer_shard:
     input:
         sources=lambda wildcards: step_sources("infer", backends=[wildcards.backend]),
-        weights=WEIGHTS,
-        manifest=MANIFEST,
+        weights=trained(WEIGHTS),
+        manifest=trained(MANIFEST),
         **TEST_DATA,
     output:
-        # Gathered into results/inference/{backend}.csv. Kept, not temp(): a missing shard
-        # would be predicted again whenever its gather reruns.
-        csv="results/inference/shards/{backend}/{shard}.csv",
-        meta="results/inference/shards/{backend}/{shard}.json",
+        # Gathered into inference/{backend}.csv. Kept, not temp(): a missing shard would be
+        # predicted again whenever its gather reruns.
+        csv=f"{EXP}/inference/shards/{{backend}}/{{shard}}.csv",
+        meta=f"{EXP}/inference/shards/{{backend}}/{{shard}}.json",
     params:
-        **step_params(lambda wildcards: infer_settings(wildcards.backend, int(wildcards.shard))),
+        **step_params(lambda wildcards: infer_settings(wildcards, int(wildcards.shard))),
     wildcard_constraints:
         backend="|".join(BACKENDS),
         shard=r"\d+",
     log:
-        "results/logs/infer_{backend}_{shard}.log",
+        f"{EXP}/logs/infer_{{backend}}_{{shard}}.log",
     benchmark:
-        "results/benchmarks/infer_{backend}_{shard}.tsv"
+        f"{EXP}/benchmarks/infer_{{backend}}_{{shard}}.tsv"
     threads: timed_inference_threads
     resources:
         mem_mb=2048,
         # The loop backend needs ~0.2-0.4 s per image; everything else takes seconds.
-        runtime=lambda wildcards: 15 + (700 // shards_of(wildcards.backend) if wildcards.backend in SLOW else 0),
+        runtime=lambda wildcards: 15 + (700 // shards_of(wildcards) if wildcards.backend in SLOW else 0),
     conda:
         ENV
     shell:
@@ -42,18 +42,18 @@ rule gather_inference:
         meta=shard_files("json"),  # read beside each CSV by the gather step
     output:
         csv=report(
-            "results/inference/{backend}.csv",
+            f"{EXP}/inference/{{backend}}.csv",
             caption="../report/inference.rst",
             category="Inference",
             subcategory="{backend}",
         ),
-        meta="results/inference/{backend}.json",
+        meta=f"{EXP}/inference/{{backend}}.json",
     params:
         **step_params(),
     wildcard_constraints:
         backend="|".join(BACKENDS),
     log:
-        "results/logs/gather_inference_{backend}.log",
+        f"{EXP}/logs/gather_inference_{{backend}}.log",
     threads: 1
     resources:
         mem_mb=1024,
@@ -66,20 +66,24 @@ rule gather_inference:
 
 rule throughput:
     input:
-        sources=step_sources("throughput", backends=BACKENDS),
-        weights=WEIGHTS,
-        manifest=MANIFEST,
+        sources=lambda wildcards: step_sources("throughput", backends=backends_of(wildcards)),
+        weights=trained(WEIGHTS),
+        manifest=trained(MANIFEST),
         **TEST_DATA,
     output:
-        csv=report("results/throughput.csv", caption="../report/throughput.rst", category="Timing"),
+        csv=report(f"{EXP}/throughput.csv", caption="../report/throughput.rst", category="Timing"),
     params:
         # inference's settings but those of single predictions
-        **step_params(without(INFERENCE, ["limit", "warmup", "shards"])),
+        **step_params(
+            lambda wildcards: without(
+                config_of(wildcards)["inference"], ["limit", "warmup", "shards"]
+            )
+        ),
     log:
-        "results/logs/throughput.log",
+        f"{EXP}/logs/throughput.log",
     benchmark:
-        "results/benchmarks/throughput.tsv"
-    threads: whole_machine(INFERENCE["threads"])
+        f"{EXP}/benchmarks/throughput.tsv"
+    threads: timed_alone
     resources:
         mem_mb=4096,
         runtime=60,
@@ -92,17 +96,17 @@ rule throughput:
 rule agreement:
     input:
         sources=step_sources("agreement"),
-        predictions=expand("results/inference/{backend}.csv", backend=BACKENDS),
+        predictions=predictions(),
     output:
         agreement=report(
-            "results/agreement.csv", caption="../report/agreement.rst", category="Agreement"
+            f"{EXP}/agreement.csv", caption="../report/agreement.rst", category="Agreement"
         ),
-        accuracy="results/accuracy.csv",
-        disagreements="results/disagreements.csv",
+        accuracy=f"{EXP}/accuracy.csv",
+        disagreements=f"{EXP}/disagreements.csv",
     params:
         **step_params(),
     log:
-        "results/logs/agreement.log",
+        f"{EXP}/logs/agreement.log",
     threads: 1
     resources:
         mem_mb=1024,
@@ -117,11 +121,11 @@ rule record_environment:
     input:
         sources=step_sources("environment"),
     output:
-        json="results/environment.json",
+        json=f"{EXP}/environment.json",
     params:
-        **step_params({"threads": INFERENCE["threads"]}),
+        **step_params(lambda wildcards: {"threads": config_of(wildcards)["inference"]["threads"]}),
     log:
-        "results/logs/record_environment.log",
+        f"{EXP}/logs/record_environment.log",
     threads: 1
     resources:
         mem_mb=512,
@@ -134,21 +138,20 @@ rule record_environment:
 
 rule bench_processes:
     input:
-        sources=step_sources("bench_processes", backends=BACKENDS),
-        weights=WEIGHTS,
-        manifest=MANIFEST,
+        sources=lambda wildcards: step_sources("bench_processes", backends=backends_of(wildcards)),
+        weights=trained(WEIGHTS),
+        manifest=trained(MANIFEST),
         **TEST_DATA,
     output:
-        json="results/bench_processes.json",
+        json=f"{EXP}/bench_processes.json",
     params:
-        # the bench's settings; backends and threads are the timed inference jobs'
-        **step_params(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
+        **step_params(bench_settings),
     log:
-        "results/logs/bench_processes.log",
+        f"{EXP}/logs/bench_processes.log",
     benchmark:
-        "results/benchmarks/bench_processes.tsv"
+        f"{EXP}/benchmarks/bench_processes.tsv"
     # a short timed job: it runs alone, its processes one after another
-    threads: whole_machine(INFERENCE["threads"])
+    threads: timed_alone
     resources:
         mem_mb=4096,
         runtime=15,
@@ -182,21 +185,20 @@ rule machine_limits:
 
 rule layer_times:
     input:
-        sources=step_sources("layer_times", backends=BACKENDS),
-        weights=WEIGHTS,
-        manifest=MANIFEST,
+        sources=lambda wildcards: step_sources("layer_times", backends=backends_of(wildcards)),
+        weights=trained(WEIGHTS),
+        manifest=trained(MANIFEST),
         **TEST_DATA,
     output:
-        csv="results/layers.csv",
+        csv=f"{EXP}/layers.csv",
     params:
-        # the bench's settings; backends and threads are the timed inference jobs'
-        **step_params(BENCH | {"backends": BACKENDS, "threads": INFERENCE["threads"]}),
+        **step_params(bench_settings),
     log:
-        "results/logs/layer_times.log",
+        f"{EXP}/logs/layer_times.log",
     benchmark:
-        "results/benchmarks/layer_times.tsv"
+        f"{EXP}/benchmarks/layer_times.tsv"
     # a short timed job: it runs alone
-    threads: whole_machine(INFERENCE["threads"])
+    threads: timed_alone
     resources:
         mem_mb=4096,
         runtime=15,

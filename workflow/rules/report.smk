@@ -1,33 +1,14 @@
 rule report:
     input:
+        unpack(lambda wildcards: report_files(experiment_of(wildcards))),
         sources=sources("cnnbench.report.__main__"),
-        # every file the report reads (cnnbench.report.inputs), so a changed one reruns it
-        metrics=rules.train.output.metrics,
-        manifest=rules.export_weights.output.manifest,
-        weights=rules.export_weights.output.weights,
-        data=[data_path(role) for role in DATASET["files"]],
-        gradcheck=rules.gradcheck.output[0],
-        inference=expand("results/inference/{backend}.{ext}", backend=BACKENDS, ext=("csv", "json")),
-        throughput=rules.throughput.output[0],
-        bench_processes=rules.bench_processes.output.json,
-        machine=rules.machine_limits.output.json,
-        layers=rules.layer_times.output.csv,
-        agreement=rules.agreement.output.agreement,
-        accuracy=rules.agreement.output.accuracy,
-        disagreements=rules.agreement.output.disagreements,
-        environment=rules.record_environment.output[0],
-        benchmarks=every_benchmark(),
-        worked_example=rules.torch_worked_example.output[0],
-        training_numpy_metrics=rules.train_numpy.output.metrics,
-        training_numpy_steps=rules.train_numpy.output.steps,
-        training_numpy_summary=rules.train_numpy.output.summary,
     output:
-        html=report("results/report.html", caption="../report/report_html.rst", category="Report"),
+        html=report(f"{EXP}/report.html", caption="../report/report_html.rst", category="Report"),
     params:
-        # settings: the whole effective config (the page shows it); any change reruns the report
-        **step_params(config, untracked=[f"dataset.{MIRRORS}"]),
+        # settings: the experiment's whole config (the page shows it); any change reruns the report
+        **step_params(config_of, untracked=[f"dataset.{MIRRORS}"]),
     log:
-        "results/logs/report.log",
+        f"{EXP}/logs/report.log",
     threads: 1
     resources:
         mem_mb=2048,
@@ -36,3 +17,35 @@ rule report:
         ENV
     shell:
         "python -m cnnbench.report {params.job} > {log} 2>&1"
+
+
+if SWEEP:
+    # A sweep: results/report.html compares the experiments and links each one's full report;
+    # results/experiments.csv holds its numbers (cnnbench.report.compare).
+
+    localrules:
+        compare,
+
+    rule compare:
+        input:
+            unpack(compare_inputs),
+            sources=sources("cnnbench.report.compare"),
+        output:
+            html=report("results/report.html", caption="../report/report_html.rst", category="Report"),
+            csv="results/experiments.csv",
+        params:
+            # every experiment's config: the columns are the settings that differ
+            **step_params(
+                {"experiments": RUNS},
+                untracked=[f"experiments.{name}.dataset.{MIRRORS}" for name in RUNS],
+            ),
+        log:
+            "results/logs/compare.log",
+        threads: 1
+        resources:
+            mem_mb=2048,
+            runtime=10,
+        conda:
+            ENV
+        shell:
+            "python -m cnnbench.report.compare {params.job} > {log} 2>&1"

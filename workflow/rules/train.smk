@@ -1,3 +1,7 @@
+# Trainings: in the training's folder (TRAINED), shared by every experiment whose dataset, model,
+# train and train_numpy settings are equal (cnnbench.common.sweep).
+
+
 rule train:
     input:
         sources=step_sources("train"),
@@ -5,20 +9,20 @@ rule train:
         train_labels=data_path("train_labels"),
         **TEST_DATA,
     output:
-        checkpoint="results/model/checkpoint.pt",
-        init="results/model/init.npz",
+        checkpoint=f"{TRAINED}/model/checkpoint.pt",
+        init=f"{TRAINED}/model/init.npz",
         metrics=report(
-            "results/training/metrics.csv",
+            f"{TRAINED}/training/metrics.csv",
             caption="../report/training_metrics.rst",
             category="Training",
         ),
     params:
-        **step_params({"train": TRAIN, "architecture": ARCHITECTURE.to_dict()}),
+        **step_params(training_settings("train")),
     log:
-        "results/logs/train.log",
+        f"{TRAINED}/logs/train.log",
     benchmark:
-        "results/benchmarks/train.tsv"
-    threads: threads_for(TRAIN["threads"])
+        f"{TRAINED}/benchmarks/train.tsv"
+    threads: training_threads
     resources:
         mem_mb=4096,
         runtime=120,
@@ -37,21 +41,16 @@ rule export_weights:
         train_labels=data_path("train_labels"),
         **TEST_DATA,
     output:
-        weights=WEIGHTS,
-        onnx="results/model/model.onnx",  # the onnxruntime backend builds the same bytes in memory
-        manifest=MANIFEST,
+        weights=f"{TRAINED}/{WEIGHTS}",
+        # the onnxruntime backend builds the same bytes in memory
+        onnx=f"{TRAINED}/model/model.onnx",
+        manifest=f"{TRAINED}/{MANIFEST}",
     params:
-        **step_params(
-            {
-                "train": TRAIN,
-                "dataset_name": DATASET["name"],
-                "architecture": ARCHITECTURE.to_dict(),
-            }
-        ),
+        **step_params(training_settings("train", dataset_name=True)),
     log:
-        "results/logs/export_weights.log",
+        f"{TRAINED}/logs/export_weights.log",
     benchmark:
-        "results/benchmarks/export_weights.tsv"
+        f"{TRAINED}/benchmarks/export_weights.tsv"
     threads: threads_for(1)
     resources:
         mem_mb=2048,
@@ -71,32 +70,25 @@ rule train_numpy:
         init=rules.train.output.init,
     output:
         metrics=report(
-            "results/training_numpy/metrics.csv",
+            f"{TRAINED}/training_numpy/metrics.csv",
             caption="../report/training_numpy.rst",
             category="Training",
         ),
         steps=report(
-            "results/training_numpy/steps.csv",
+            f"{TRAINED}/training_numpy/steps.csv",
             caption="../report/training_numpy_steps.rst",
             category="Training",
         ),
-        weights=WEIGHTS_NUMPY,
-        manifest=MANIFEST_NUMPY,
-        summary="results/training_numpy/summary.json",
+        weights=f"{TRAINED}/{WEIGHTS_NUMPY}",
+        manifest=f"{TRAINED}/{MANIFEST_NUMPY}",
+        summary=f"{TRAINED}/training_numpy/summary.json",
     params:
-        **step_params(
-            {
-                "train": TRAIN,
-                "train_numpy": TRAIN_NUMPY,
-                "dataset_name": DATASET["name"],
-                "architecture": ARCHITECTURE.to_dict(),
-            }
-        ),
+        **step_params(training_settings("train", "train_numpy", dataset_name=True)),
     log:
-        "results/logs/train_numpy.log",
+        f"{TRAINED}/logs/train_numpy.log",
     benchmark:
-        "results/benchmarks/train_numpy.tsv"
-    threads: threads_for(TRAIN["threads"])
+        f"{TRAINED}/benchmarks/train_numpy.tsv"
+    threads: training_threads
     resources:
         mem_mb=4096,
         runtime=240,
@@ -114,21 +106,21 @@ rule train_numpy:
 rule infer_numpy_trained:
     input:
         sources=lambda wildcards: step_sources("infer", backends=[wildcards.backend]),
-        weights=WEIGHTS_NUMPY,
-        manifest=MANIFEST_NUMPY,
+        weights=trained(WEIGHTS_NUMPY),
+        manifest=trained(MANIFEST_NUMPY),
         **TEST_DATA,
     output:
-        csv="results/inference_numpy_trained/{backend}_numpy_trained.csv",
-        meta="results/inference_numpy_trained/{backend}_numpy_trained.json",
+        csv=f"{EXP}/inference_numpy_trained/{{backend}}_numpy_trained.csv",
+        meta=f"{EXP}/inference_numpy_trained/{{backend}}_numpy_trained.json",
     params:
-        **step_params(lambda wildcards: infer_settings(wildcards.backend, 0)),
+        **step_params(lambda wildcards: infer_settings(wildcards, 0)),
     wildcard_constraints:
         backend="|".join(NUMPY_TRAINED_BACKENDS),
     log:
-        "results/logs/infer_numpy_trained_{backend}.log",
+        f"{EXP}/logs/infer_numpy_trained_{{backend}}.log",
     benchmark:
-        "results/benchmarks/infer_numpy_trained_{backend}.tsv"
-    threads: threads_for(INFERENCE["threads"])
+        f"{EXP}/benchmarks/infer_numpy_trained_{{backend}}.tsv"
+    threads: inference_threads
     resources:
         mem_mb=2048,
         runtime=15,
@@ -141,21 +133,21 @@ rule infer_numpy_trained:
 rule agreement_numpy_trained:
     input:
         sources=step_sources("agreement"),
-        predictions=[
-            "results/inference/torch.csv",
-            *expand(
-                "results/inference_numpy_trained/{backend}_numpy_trained.csv",
-                backend=NUMPY_TRAINED_BACKENDS,
+        predictions=lambda wildcards: [
+            in_experiment(experiment_of(wildcards), "inference/torch.csv"),
+            *(
+                in_experiment(experiment_of(wildcards), f"inference_numpy_trained/{backend}_numpy_trained.csv")
+                for backend in fast_backends_of(wildcards)
             ),
         ],
     output:
-        agreement="results/agreement_numpy_trained/agreement.csv",
-        accuracy="results/agreement_numpy_trained/accuracy.csv",
-        disagreements="results/agreement_numpy_trained/disagreements.csv",
+        agreement=f"{EXP}/agreement_numpy_trained/agreement.csv",
+        accuracy=f"{EXP}/agreement_numpy_trained/accuracy.csv",
+        disagreements=f"{EXP}/agreement_numpy_trained/disagreements.csv",
     params:
         **step_params(),
     log:
-        "results/logs/agreement_numpy_trained.log",
+        f"{EXP}/logs/agreement_numpy_trained.log",
     threads: 1
     resources:
         mem_mb=1024,

@@ -6,17 +6,22 @@ Snakemake reads every scalar inside a nested ``--config`` value as a string
 alongside the config and reads such a string as YAML wherever the schema does not accept a string
 there (integers, numbers, booleans, null, lists, mappings), so every documented override works as
 written. ``check`` then refuses what the schema cannot: non-finite numbers and data files that
-share a name. NumPy-free: the Snakefile imports this before any job runs.
+share a name. ``experiments`` merges each named experiment's overrides over the base config and
+validates the result, naming the experiment and the key. NumPy-free: the Snakefile imports this
+before any job runs.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
+from cnnbench import datasets
 from cnnbench.common.errors import UserError
 
 _JSON_TYPES = {
@@ -46,6 +51,55 @@ def coerce(config: dict, schema: dict) -> dict:
 def prepare(config: dict, schema: dict) -> None:
     """Type the command-line strings in ``config`` in place (before ``validate``)."""
     config.update(coerce(config, schema))
+
+
+def resolve(config: dict) -> None:
+    """Complete the dataset section from its preset in place (``cnnbench.datasets.resolve``)."""
+    try:
+        config["dataset"] = datasets.resolve(config.get("dataset"))
+    except datasets.DatasetError as error:
+        raise ConfigError(str(error)) from None
+
+
+def experiments(config: dict, schema: dict) -> dict[str, dict]:
+    """Each named experiment of ``config["experiments"]`` as a whole config, in the given order:
+    the base config (``config`` without ``experiments``, its dataset section as given) with the
+    experiment's sections merged over it: mappings key by key, lists and values replaced, and a
+    ``dataset`` section replacing the base's whole (then completed from its preset), so no
+    experiment keeps another dataset's files or checksums. Each is typed, validated by the
+    schema and checked; a fault raises ConfigError naming the experiment and the key. Empty or
+    absent: {} (one experiment, the base config)."""
+    named = config.get("experiments") or {}
+    base = {key: value for key, value in config.items() if key != "experiments"}
+    validator = jsonschema.Draft202012Validator(schema)
+    merged = {}
+    for name, overrides in named.items():
+        overrides = overrides or {}
+        experiment = _merge(base, {k: v for k, v in overrides.items() if k != "dataset"})
+        experiment["dataset"] = copy.deepcopy(overrides.get("dataset", base.get("dataset")))
+        try:
+            resolve(experiment)
+            experiment = coerce(experiment, schema)
+            error = jsonschema.exceptions.best_match(validator.iter_errors(experiment))
+            if error is not None:
+                where = _dotted(tuple(error.absolute_path)) or "(top level)"
+                raise ConfigError(f"config {where}: {error.message}")
+            check(experiment)
+        except ConfigError as error:
+            raise ConfigError(f"experiment {name!r}: {error}") from None
+        merged[name] = experiment
+    return merged
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in: mappings key by key, anything else replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def check(config: Any) -> None:

@@ -14,12 +14,11 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from cnnbench.common.files import atomic_output
 from cnnbench.common.job import Job
 
 from .build import build_context
+from .common import template
 from .inputs import Results, load_results
 
 __all__ = ["build_report", "load_results", "render", "run"]
@@ -29,15 +28,7 @@ def render(results: Results, generated_at: str | None = None) -> str:
     """The report's HTML for ``results``."""
     if generated_at is None:
         generated_at = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("cnnbench", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    template = environment.get_template("report.html.j2")
-    return template.render(**build_context(results, generated_at))
+    return template("report.html.j2").render(**build_context(results, generated_at))
 
 
 def build_report(inputs: dict[str, Any], config: dict[str, Any], out: str | Path) -> Path:

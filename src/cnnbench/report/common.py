@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -14,6 +15,18 @@ from .inputs import Results
 MAX_GALLERY = 12  # thumbnails per gallery; the rest are counted, never silently dropped
 
 PASS, FAIL, WARN, NA = "pass", "fail", "warn", "na"
+
+
+def template(name: str) -> jinja2.Template:
+    """A page template of cnnbench/templates: autoescaped, strict about undefined names."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("cnnbench", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return environment.get_template(name)
 
 
 def badge(status: str, text: str) -> dict[str, str]:

@@ -61,6 +61,17 @@ def _themed(function, style: str = "whitegrid"):
 _seconds_axis = FuncFormatter(lambda value, _pos: fmt.duration(value, 2))
 
 
+def _log_labels(axis, label) -> None:
+    """A log axis labelled by ``label`` at powers of ten and, between them, at 2x and 5x."""
+
+    def minor(value, _pos):
+        leading = value / 10 ** np.floor(np.log10(value)) if value > 0 else 0
+        return label(value) if np.isclose(leading, 2) or np.isclose(leading, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: label(value)))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
 def _epoch_axis(ax, epochs: pd.Series) -> None:
     """Epochs are whole numbers: integer ticks only; a span of under three epochs gets half an
     epoch of margin either side, so one epoch is one tick under one point (not 0.945 ... 1.05)."""
@@ -445,4 +456,48 @@ def step_divergence(steps: pd.DataFrame, tolerance: float) -> str:
     ax.set_ylabel("max relative parameter difference")
     ax.set_title("NumPy vs PyTorch, parameters after each step")
     ax.legend()
+    return to_data_uri(figure)
+
+
+@_themed
+def latency_against_macs(points: pd.DataFrame, slopes: dict[str, float | None]) -> str:
+    """Median batch-1 latency against multiply-adds per image, one line per backend, log-log;
+    each backend's fitted slope (``slopes``) in the legend."""
+    order = list(dict.fromkeys(points["backend"]))
+    figure, ax = _figure(7.5, 4.2)
+    palette = dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+    for name in order:
+        group = points[points["backend"] == name].sort_values("macs")
+        slope = slopes.get(name)
+        label = f"{name} (slope {slope:.2f})" if slope is not None else name
+        ax.plot(group["macs"], group["latency_s"], marker="o", color=palette[name], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_labels(ax.yaxis, lambda v: fmt.duration(v, 2))
+    _log_labels(ax.xaxis, fmt.count)
+    ax.set_xlabel("multiply-adds per image (log scale)")
+    ax.set_ylabel("median latency, batch 1 (log scale)")
+    ax.set_title("Latency against work, per backend")
+    ax.legend(title=None, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return to_data_uri(figure)
+
+
+@_themed
+def accuracy_against_latency(points: pd.DataFrame) -> str:
+    """Each experiment's test accuracy against its fastest backend's median latency."""
+    figure, ax = _figure(7.5, 4.0)
+    ax.scatter(points["latency_s"], points["accuracy"] * 100, color="C0", zorder=3)
+    for row in points.itertuples(index=False):
+        ax.annotate(
+            f"{row.experiment} ({row.backend})",
+            (row.latency_s, row.accuracy * 100),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    _log_labels(ax.xaxis, lambda v: fmt.duration(v, 2))
+    ax.set_xlabel("fastest backend's median latency, batch 1 (log scale)")
+    ax.set_ylabel("test accuracy, PyTorch-trained (%)")
+    ax.set_title("Accuracy against speed")
     return to_data_uri(figure)

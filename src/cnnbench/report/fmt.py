@@ -134,6 +134,17 @@ def ratio(value) -> str:
     return f"{sig(number, 3)}×"
 
 
+def count(value) -> str:
+    """Large counts for axes and tables: 1234 -> '1.23 k', 5.3e6 -> '5.30 M', 2e9 -> '2.00 G'."""
+    number = _finite(value)
+    if number is None:
+        return "–"
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= limit:
+            return f"{sig(number / limit, 3)} {suffix}"
+    return sig(number, 3)
+
+
 def share(fraction) -> str:
     """A spread as a share of its median, two significant digits: 0.034 -> '3.4 %'."""
     value = _finite(fraction)
