@@ -24,6 +24,7 @@ from synthetic_results import (
 
 from cnnbench.network.architecture import build
 from cnnbench.report import build_report, fmt, load_results, render
+from cnnbench.report.sections import provenance
 from cnnbench.report.sections import worked_example as worked
 from cnnbench.steps import worked_example
 
@@ -794,3 +795,35 @@ def test_epoch_axes_tick_whole_epochs(monkeypatch, epochs):
         if epochs < 3:  # every epoch ticked, with room around the points
             assert ticks == list(range(1, epochs + 1)), ticks
             assert (low, high) == (0.5, epochs + 0.5)
+
+
+def test_the_jobs_packing_onto_the_cores(tmp_path):
+    """Each job on the lowest row free at its start (the rows in use are the jobs running then),
+    and the share of the cores kept busy: the jobs' summed wall time over the cores, against
+    the elapsed span."""
+    write_synthetic_results(tmp_path)  # every backend: five inference jobs from 50 s, 2 s apart
+    results = load_results(*named_inputs(tmp_path))
+    rows = provenance.job_rows(results.benchmarks)
+    assert [(job["rule"], job["row"]) for job in rows] == [
+        ("download_test_images", 0),
+        ("train", 0),
+        ("export", 0),
+        ("gradcheck", 0),
+        ("infer_torch_0", 0),  # from 50 s to 55 s
+        ("infer_onnxruntime_0", 1),  # from 52 s: row 0 busy until 55 s
+        ("infer_numpy_im2col_0", 2),  # from 54 s: rows 0 and 1 busy
+        ("infer_numba_loops_0", 0),  # from 56 s: row 0 free again
+        ("infer_numpy_loops_0", 1),
+    ]
+    assert rows[0]["start"] == 0 and rows[-1]["end"] == pytest.approx(123, abs=0.01)
+    # 133.8 s of jobs on the synthetic machine's 8 cores: 16.7 s if no core waited, in 123 s
+    time = provenance.pipeline_time(results)
+    assert time["packing"]["busy"] == "14 %"
+    assert "the run took 2 min 03 s, 7.35× that" in time["packing"]["text"]
+    page = render(results)
+    assert "cores 14 % busy" in page and 'id="job-timeline"' in page
+    assert provenance.packing(100.0, 50.0, 2) == {
+        "busy": "100 %",
+        "text": "on this machine's 2 cores the jobs' 1 min 40 s would take 50.0 s if no core "
+        "ever waited; the run took 50.0 s, 1.00× that: the cores were kept 100 % busy on average",
+    }

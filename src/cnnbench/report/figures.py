@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 import matplotlib.image
 import matplotlib.lines
+import matplotlib.patches
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -188,6 +189,31 @@ def bandwidth_curve(bandwidth: list[dict], caches: dict[str, int]) -> str:
     ax.set_xlabel("size of the three arrays (log scale)")
     ax.set_ylabel("GB/s (log scale)")
     ax.set_title("Triad bandwidth, one thread")
+    return to_data_uri(figure)
+
+
+@_themed
+def job_timeline(jobs: list[dict], cores: int | None) -> str:
+    """Jobs as bars (``row``, ``start``, ``end`` in seconds, ``rule``), one row per job running at
+    once; a dotted line below the first ``cores`` rows."""
+    rules = list(dict.fromkeys(job["rule"] for job in jobs))
+    colors = dict(zip(rules, sns.color_palette("tab20", len(rules)), strict=True))
+    rows = 1 + max(job["row"] for job in jobs)
+    figure, ax = _figure(9, 1.2 + 0.45 * max(rows, cores or 0))
+    for job in jobs:
+        width = (job["end"] - job["start"]) / 60
+        ax.barh(job["row"], width, left=job["start"] / 60, height=0.8, color=colors[job["rule"]])
+    if cores:
+        ax.axhline(cores - 0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(range(rows), [f"{i + 1}" for i in range(rows)])
+    ax.set_ylim(max(rows, cores or 0) - 0.5, -0.5)
+    ax.set_ylabel("jobs running at once")
+    ax.set_xlabel("minutes since the first job started")
+    handles = [matplotlib.patches.Patch(color=colors[rule], label=rule) for rule in rules]
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False
+    )
+    ax.set_title("How the jobs packed onto the cores")
     return to_data_uri(figure)
 
 

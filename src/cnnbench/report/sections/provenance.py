@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .. import fmt
+from .. import figures, fmt
 from ..common import blas_lines, core_share
 from ..inputs import Results
 
@@ -81,7 +81,8 @@ def plain(value) -> str:
 
 
 def pipeline_time(results: Results) -> dict[str, Any]:
-    """Elapsed span from benchmark file times, and the sum of rule wall times (one job at a time)."""
+    """Elapsed span from benchmark file times, the sum of rule wall times, and how well the jobs
+    packed onto the machine's cores: the sum over the cores is the shortest the run could take."""
     bench = results.benchmarks
     if bench is None or bench.empty:
         return {
@@ -90,10 +91,13 @@ def pipeline_time(results: Results) -> dict[str, Any]:
             "detail": "no benchmarks/*.tsv found",
             "span": None,
             "sum": None,
+            "packing": None,
+            "timeline": None,
         }
     total = float(bench["s"].sum())
     span = float(bench["end"].max() - bench["start"].min())
     rules = len(bench)
+    cores = results.environment.get("logical_cores")
     if float(bench["s"].max()) - 1.0 <= span <= total * 1.5 + 60:  # one session: a true span
         return {
             "text": fmt.duration(span),
@@ -104,6 +108,8 @@ def pipeline_time(results: Results) -> dict[str, Any]:
             f"excluded); the rules' own wall times add up to {fmt.duration(total)}",
             "span": span,
             "sum": total,
+            "packing": packing(total, span, cores),
+            "timeline": figures.job_timeline(job_rows(bench), cores),
         }
     return {
         "text": fmt.duration(total),
@@ -112,4 +118,44 @@ def pipeline_time(results: Results) -> dict[str, Any]:
         "the benchmark files come from separate runs, so an elapsed span would mislead",
         "span": None,
         "sum": total,
+        "packing": None,
     }
+
+
+def packing(total: float, span: float, cores: int | None) -> dict[str, Any] | None:
+    """How the jobs packed onto ``cores``: their summed wall time spread evenly over the cores
+    (the shortest the run could take, each job kept whole) against the elapsed span."""
+    if not cores or span <= 0:
+        return None
+    even = total / cores
+    return {
+        "busy": f"{100 * min(even / span, 1):.0f} %",
+        "text": f"on this machine's {cores} cores the jobs' {fmt.duration(total)} would take "
+        f"{fmt.duration(even)} if no core ever waited; the run took {fmt.duration(span)}, "
+        f"{fmt.ratio(span / even)} that: the cores were kept {100 * min(even / span, 1):.0f} % "
+        "busy on average",
+    }
+
+
+def job_rows(bench) -> list[dict[str, Any]]:
+    """Each benchmarked job (seconds since the first started) on the lowest row free at its
+    start: the rows in use at a moment are the jobs running then, so fewer rows than cores is a
+    core left waiting. Colour by rule (a benchmark file's name where its rule is not recorded)."""
+    origin = float(bench["start"].min())
+    rows_end: list[float] = []
+    jobs = []
+    for job in bench.sort_values(["start", "name"]).to_dict("records"):
+        start, end = job["start"] - origin, job["end"] - origin
+        # 0.5 s of slack: a start is the file's time less the job's own wall time
+        row = next((i for i, last in enumerate(rows_end) if last <= start + 0.5), len(rows_end))
+        rows_end[row : row + 1] = [end]
+        rule = job.get("rule")
+        jobs.append(
+            {
+                "row": row,
+                "start": start,
+                "end": end,
+                "rule": rule if isinstance(rule, str) else job["name"],
+            }
+        )
+    return jobs
