@@ -6,7 +6,8 @@ as ``conv2d_im2col`` (every conv is one matrix multiply over a column matrix of 
 so that almost no time goes anywhere but BLAS:
 
 - activations are NHWC, so one patch row is KH runs of KW*C contiguous floats and the column
-  matrix is filled by a single strided copy (``np.copyto`` from an ``as_strided`` view);
+  matrix is filled by a single strided copy (``np.copyto`` from an ``as_strided`` view), or
+  one copy per window tap where a window row is shorter than ``SHORT_RUN`` floats;
 - padded activation buffers, column matrices and outputs are allocated once per batch size and
   reused; the borders are written once (zeros; -inf before max pooling, so a padded tap never
   wins), and each layer writes straight into the next buffer's interior: ReLU as ``np.maximum``
