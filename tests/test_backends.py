@@ -134,10 +134,8 @@ def test_numba_arrays_cache_line_aligned(loaded):
     """Its speed once depended on where NumPy happened to place its arrays (see the module)."""
     from cnnbench.backends.numba_loops import BIAS, IN_OFFSET, OUT_OFFSET, WEIGHT
 
-    table, activations, parameters, windows = loaded["numba_loops"]._arguments
-    assert [a.ctypes.data % 64 for a in (activations, parameters, windows[0], windows[1])] == [
-        0
-    ] * 4
+    table, activations, parameters, scratch = loaded["numba_loops"]._arguments
+    assert [a.ctypes.data % 64 for a in (activations, parameters, scratch)] == [0] * 3
     offsets = table[:, [IN_OFFSET, OUT_OFFSET, WEIGHT, BIAS]]
     assert (offsets % 16 == 0).all() and len(np.unique(offsets[:, 2:])) == 2 * len(table)
 

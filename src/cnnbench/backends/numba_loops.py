@@ -9,7 +9,11 @@ in registers. Each pass over the windows computes two output positions times fou
 (8 sums), so every weight loaded feeds two multiply-adds and every input value four (output
 channels beyond a multiple of 4 go one at a time, linear layers two outputs at a time and an odd
 last one alone). A window of fewer than ``NARROW_DEPTH`` taps (the seed network's conv1: 3*3*1 = 9)
-is too short to vectorize along, so that layer's inner loop runs along the output channels instead.
+is too short to vectorize along, so that layer's inner loop runs along the output positions
+instead: its windows are copied once, transposed (tap by tap, every position's value in a row),
+and each output channel's sums at all positions are one row, four taps added per pass over it,
+then written out channel by channel in HWC order. (Its inner loop used to run along the output
+channels, into the output row in memory: 32 channels, too few for the compiled vector loop.)
 Pooling takes the max (or the sum, divided by the KH*KW taps, padded zeros counted as
 ``torch.nn.AvgPool2d`` counts them) tap by tap, the inner loop along the channels.
 
@@ -122,11 +126,17 @@ def _geometry(row):
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
 def _gather(flat, corner, row_step, kernel, run, window):
-    """Copy the KH runs of KW*C_in floats of one output position's window into ``window``."""
+    """Copy the KH runs of KW*C_in floats of one output position's window into ``window``.
+
+    Through slices, indexed by the loop counter alone: an index the compiler cannot prove
+    non-negative (``kh * run + k``) keeps NumPy's negative-index wraparound test in the loop and
+    leaves it scalar (the seed's conv2 spent 7 us per image copying its windows, 2 us now)."""
     for kh in range(kernel):
         start = corner + kh * row_step
+        source = flat[start : start + run]
+        target = window[kh * run : kh * run + run]
         for k in range(run):
-            window[kh * run + k] = flat[start + k]
+            target[k] = source[k]
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
@@ -146,8 +156,9 @@ def _conv_relu(x, weight, bias, windows, out, row):
     flat = x.reshape(-1)
     row_step = padded_w * in_c
     positions = out_h * out_w
-    u = windows[0]
-    v = windows[1]
+    half = windows.size // 2 - windows.size // 2 % _ALIGNMENT
+    u = windows[:depth]
+    v = windows[half : half + depth]
     for p in range(0, positions, 2):
         q = min(p + 1, positions - 1)
         ph, pw = divmod(p, out_w)
@@ -195,29 +206,59 @@ def _conv_relu(x, weight, bias, windows, out, row):
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _conv_relu_narrow(x, weight, bias, windows, out, row):
-    """``_conv_relu`` for windows too short to vectorize along (fewer than NARROW_DEPTH taps): the
-    inner loop runs along the output channels instead, weight is (KH*KW*C_in, C_out)."""
+def _conv_relu_narrow(x, weight, bias, scratch, out, row):
+    """``_conv_relu`` for windows too short to vectorize along (fewer than NARROW_DEPTH taps):
+    the inner loop runs along the output positions instead. weight is (KH*KW*C_in, C_out);
+    scratch holds the windows transposed, (taps, positions), then one output channel's values
+    at every position, summed four taps at a time."""
     pad, out_h, out_w, kernel, stride = _geometry(row)
+    kernel_w = row[KERNEL_W]
     _, padded_w, in_c = x.shape
     depth, out_c = weight.shape
-    run = depth // kernel
-    window = windows[0]
+    positions = out_h * out_w
+    columns = scratch[: depth * positions].reshape((depth, positions))
+    every = scratch[depth * positions : (depth + out_c) * positions].reshape((out_c, positions))
     flat = x.reshape(-1)
     row_step = padded_w * in_c
+    for kh in range(kernel):
+        for kw in range(kernel_w):
+            for ci in range(in_c):
+                tap = columns[(kh * kernel_w + kw) * in_c + ci]
+                offset = kh * row_step + kw * in_c + ci
+                for oh in range(out_h):
+                    start = stride * oh * row_step + offset
+                    source = flat[start : start + stride * in_c * out_w : stride * in_c]
+                    target = tap[oh * out_w : oh * out_w + out_w]
+                    for ow in range(out_w):
+                        target[ow] = source[ow]
+    whole = depth - depth % 4
+    for co in range(out_c):
+        sums = every[co]
+        b = bias[co]
+        for p in range(positions):
+            sums[p] = b
+        for k in range(0, whole, 4):
+            w0 = weight[k, co]
+            w1 = weight[k + 1, co]
+            w2 = weight[k + 2, co]
+            w3 = weight[k + 3, co]
+            c0 = columns[k]
+            c1 = columns[k + 1]
+            c2 = columns[k + 2]
+            c3 = columns[k + 3]
+            for p in range(positions):
+                sums[p] += w0 * c0[p] + w1 * c1[p] + w2 * c2[p] + w3 * c3[p]
+        for k in range(whole, depth):
+            w0 = weight[k, co]
+            c0 = columns[k]
+            for p in range(positions):
+                sums[p] += w0 * c0[p]
     for oh in range(out_h):
         for ow in range(out_w):
-            corner = stride * (oh * row_step + ow * in_c)
-            _gather(flat, corner, row_step, kernel, run, window)
             target = out[oh + pad, ow + pad]
+            values = every[:, oh * out_w + ow]
             for co in range(out_c):
-                target[co] = bias[co]
-            for k in range(depth):
-                value = window[k]
-                for co in range(out_c):
-                    target[co] += value * weight[k, co]
-            for co in range(out_c):
-                target[co] = max(target[co], 0.0)
+                target[co] = max(values[co], 0.0)
 
 
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
@@ -299,16 +340,21 @@ def _run(source, first, last, table, arena, params, windows, dest):
         width = x.shape[1] - 2 * pad
         channels = x.shape[2]
         image = source[n]
+        # copies through slices indexed by the loop counter (see _gather)
         if first == 0:  # CHW
             for c in range(channels):
                 for h in range(height):
+                    values = image[(c * height + h) * width : (c * height + h + 1) * width]
+                    target = x[h + pad, pad : pad + width, c]
                     for w in range(width):
-                        x[h + pad, w + pad, c] = image[(c * height + h) * width + w]
+                        target[w] = values[w]
         else:  # HWC
+            run = width * channels
             for h in range(height):
-                for w in range(width):
-                    for c in range(channels):
-                        x[h + pad, w + pad, c] = image[(h * width + w) * channels + c]
+                values = image[h * run : (h + 1) * run]
+                target = x[h + pad].reshape(-1)[pad * channels : pad * channels + run]
+                for k in range(run):
+                    target[k] = values[k]
         for i in range(first, last):
             row = table[i]
             kind = row[KIND]
@@ -333,13 +379,12 @@ def _run(source, first, last, table, arena, params, windows, dest):
         row = table[last - 1]
         out = _buffer(arena, row, 1)
         pad = row[OUT_PADDING]
-        target = dest[n]
-        k = 0
+        run = row[COLUMNS] * out.shape[2]
         for h in range(row[ROWS]):
-            for w in range(row[COLUMNS]):
-                for c in range(out.shape[2]):
-                    target[k] = out[h + pad, w + pad, c]
-                    k += 1
+            values = out[h + pad].reshape(-1)[pad * out.shape[2] : pad * out.shape[2] + run]
+            target = dest[n, h * run : (h + 1) * run]
+            for k in range(run):
+                target[k] = values[k]
 
 
 def _kind(layer: Layer) -> int:
@@ -375,7 +420,7 @@ class NumbaLoopsBackend(Backend):
         channels, height, width = layers[last_feature].out_shape
         outputs[last_feature] = (outputs[last_feature][0], height, width, channels, 0)
         table = np.zeros((len(layers), RELU + 1), dtype=np.int64)
-        depth = 1
+        scratch = 1
         for i, layer in enumerate(layers):
             row = table[i]
             row[KIND] = kind = _kind(layer)
@@ -391,8 +436,11 @@ class NumbaLoopsBackend(Backend):
                     weight = architecture.first_linear_hwc_columns(weight)
                 elif kind != _LINEAR:  # (C_out, KH*KW*C_in)
                     weight = weight.transpose(0, 2, 3, 1).reshape(len(weight), -1)
-                    depth = max(depth, weight.shape[1])
-                    if kind == _CONV_NARROW:
+                    if kind == _CONV:  # two windows
+                        scratch = max(scratch, 2 * -(-weight.shape[1] // _ALIGNMENT) * _ALIGNMENT)
+                    else:  # every window's taps, then every output channel's sums
+                        positions = row[ROWS] * row[COLUMNS]
+                        scratch = max(scratch, sum(weight.shape) * positions)
                         weight = weight.T
                 row[WEIGHT] = parameters.place(weight)
                 row[BIAS] = parameters.place(arrays[f"{layer.name}.bias"])
@@ -400,7 +448,7 @@ class NumbaLoopsBackend(Backend):
         self._table = table
         self._activations = activations.array()
         self._parameters = parameters.array()
-        self._windows = aligned_zeros(2 * -(-depth // _ALIGNMENT) * _ALIGNMENT).reshape(2, -1)
+        self._windows = aligned_zeros(scratch)
         started = time.perf_counter()
         _run.compile(
             tuple(

@@ -5,7 +5,8 @@ with an explicit thread count (default 1), then measures in interleaved rounds (
 every backend once, one after another, never two at once), so a change in machine load hits all
 backends alike. Prints medians, their ratios to ONNX Runtime (the production peer) and to the FLOP
 floor (the network's multiply-adds at this BLAS's large-matmul rate), the BLAS kernel in use, the
-load average before and after, and the time per layer of numpy_im2col and numba_loops.
+load average before and after, and the time per layer of numpy_im2col and numba_loops (their
+``Backend.stages``) and of ONNX Runtime (its own profiler, per node: ``cnnbench.bench.layers``).
 
 ``--processes N`` repeats the whole measurement in N fresh processes, one after another, and prints
 the min / median / max over processes of each backend's median: what moves between processes
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnbench import backends
-from cnnbench.bench.layers import stage_seconds
+from cnnbench.bench.layers import layer_and_forward_seconds, stage_seconds
 from cnnbench.bench.machine import matmul_gflops
 from cnnbench.common.errors import UserError
 from cnnbench.common.files import write_json
@@ -38,8 +39,8 @@ from cnnbench.common.timing import timed_predictions
 from cnnbench.data import load_split, to_model_input
 from cnnbench.network.weights import verify_exported
 
-# the backends whose per-layer times (Backend.stages) are printed
-STAGED = ("numpy_im2col", "numba_loops")
+# the backends whose per-layer times are printed: Backend.stages, the peer by its own profiler
+STAGED = ("onnxruntime", "numpy_im2col", "numba_loops")
 
 
 def ratio_base(names) -> str | None:
@@ -169,11 +170,17 @@ def print_stages(backend: backends.Backend, x: np.ndarray, args, flops: int, pea
     for batch in (x[:1], x[: args.batch_size]):
         # batch 1 is ~100 us: many more rounds for a stable median
         rounds = args.rounds * (100 if len(batch) == 1 else 1)
-        stages = stage_times(backend, batch, rounds, CLOCKS[args.clock])
+        if backend.name in backends.PEERS:  # its profiler's per-node times (wall clock)
+            stages = layer_and_forward_seconds(backend, batch, rounds)[0]
+            how = "its profiler, per node, wall clock; "
+        else:
+            stages = stage_times(backend, batch, rounds, CLOCKS[args.clock])
+            how = ""
         total = sum(stages.values())
         print(
             f"\n{backend.name} layers, batch {len(batch)}: {total * 1e6:.1f} us per image "
-            f"({flops / total / 1e9:.1f} GFLOP/s, {flops / total / 1e9 / peak:.0%} of the matmul rate)"
+            f"({how}{flops / total / 1e9:.1f} GFLOP/s, "
+            f"{flops / total / 1e9 / peak:.0%} of the matmul rate)"
         )
         for stage, seconds in stages.items():
             print(f"  {stage:14} {seconds * 1e6:8.1f} us {seconds / total:6.1%}")
