@@ -816,14 +816,20 @@ def test_the_jobs_packing_onto_the_cores(tmp_path):
         ("infer_numpy_loops_0", 1),
     ]
     assert rows[0]["start"] == 0 and rows[-1]["end"] == pytest.approx(123, abs=0.01)
-    # 133.8 s of jobs on the synthetic machine's 8 cores: 16.7 s if no core waited, in 123 s
+    # 133.8 s of jobs on the synthetic machine's 8 cores: 16.7 s if no core waited, in 123 s;
+    # 120.4 s of CPU time (0.9 of each job's wall time) in 8 x 123 core-seconds
     time = provenance.pipeline_time(results)
-    assert time["packing"]["busy"] == "14 %"
-    assert "the run took 2 min 03 s, 7.35× that" in time["packing"]["text"]
+    assert time["packing"]["over"] == "7.35×" and time["packing"]["busy"] == "12 %"
+    assert (
+        "the run took 2 min 03 s, 7.35× that; their 2 min 00 s of CPU time kept the cores 12 %"
+        in (time["packing"]["text"])
+    )
     page = render(results)
-    assert "cores 14 % busy" in page and 'id="job-timeline"' in page
+    assert "7.35× the shortest possible" in page and 'id="job-timeline"' in page
     assert provenance.packing(100.0, 50.0, 2) == {
-        "busy": "100 %",
-        "text": "on this machine's 2 cores the jobs' 1 min 40 s would take 50.0 s if no core "
-        "ever waited; the run took 50.0 s, 1.00× that: the cores were kept 100 % busy on average",
+        "over": "1.00×",
+        "busy": None,
+        "text": "on this machine's 2 cores the jobs' 1 min 40 s of wall time would take 50.0 s if "
+        "no core ever waited; the run took 50.0 s, 1.00× that",
     }
+    assert provenance.packing(100.0, 50.0, 2, cpu=75.0)["busy"] == "75 %"

@@ -108,7 +108,7 @@ def pipeline_time(results: Results) -> dict[str, Any]:
             f"excluded); the rules' own wall times add up to {fmt.duration(total)}",
             "span": span,
             "sum": total,
-            "packing": packing(total, span, cores),
+            "packing": packing(total, span, cores, cpu_seconds(bench)),
             "timeline": figures.job_timeline(job_rows(bench), cores),
         }
     return {
@@ -122,19 +122,31 @@ def pipeline_time(results: Results) -> dict[str, Any]:
     }
 
 
-def packing(total: float, span: float, cores: int | None) -> dict[str, Any] | None:
+def packing(total: float, span: float, cores: int | None, cpu: float | None = None):
     """How the jobs packed onto ``cores``: their summed wall time spread evenly over the cores
-    (the shortest the run could take, each job kept whole) against the elapsed span."""
+    (the shortest the run could take, each job kept whole) against the elapsed span; and, given
+    their summed CPU time, the share of the cores' time they kept busy (a 2-thread job counts
+    twice, a timed job running alone on purpose once)."""
     if not cores or span <= 0:
         return None
     even = total / cores
-    return {
-        "busy": f"{100 * min(even / span, 1):.0f} %",
-        "text": f"on this machine's {cores} cores the jobs' {fmt.duration(total)} would take "
+    text = (
+        f"on this machine's {cores} cores the jobs' {fmt.duration(total)} of wall time would take "
         f"{fmt.duration(even)} if no core ever waited; the run took {fmt.duration(span)}, "
-        f"{fmt.ratio(span / even)} that: the cores were kept {100 * min(even / span, 1):.0f} % "
-        "busy on average",
-    }
+        f"{fmt.ratio(span / even)} that"
+    )
+    busy = None
+    if cpu is not None and cpu > 0:
+        busy = f"{100 * min(cpu / (span * cores), 1):.0f} %"
+        text += f"; their {fmt.duration(cpu)} of CPU time kept the cores {busy} busy"
+    return {"over": fmt.ratio(span / even), "busy": busy, "text": text}
+
+
+def cpu_seconds(bench) -> float | None:
+    """The jobs' summed CPU time, None where a benchmark file lacks it."""
+    if "cpu_time" not in bench or bench["cpu_time"].isna().any():
+        return None
+    return float(bench["cpu_time"].sum())
 
 
 def job_rows(bench) -> list[dict[str, Any]]:
