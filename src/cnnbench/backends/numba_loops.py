@@ -586,6 +586,8 @@ class NumbaLoopsBackend(Backend):
         self._activations = activations.array()
         self._parameters = parameters.array()
         self._windows = aligned_zeros(scratch)
+        # each layer's output values per image (plain ints: no NumPy arithmetic per call)
+        self._sizes = [int(r[ROWS] * r[COLUMNS] * r[OUT_CHANNELS]) for r in table]
         started = time.perf_counter()
         _compile_blocks()
         _run.compile(
@@ -608,9 +610,7 @@ class NumbaLoopsBackend(Backend):
 
     def _layers(self, first: int, last: int, source: np.ndarray) -> np.ndarray:
         """Layers ``first`` to ``last - 1`` on ``source`` (see ``_run``), as (N, values)."""
-        row = self._table[last - 1]
-        size = int(row[ROWS] * row[COLUMNS] * row[OUT_CHANNELS])
-        dest = np.empty((len(source), size), dtype=np.float32)
+        dest = np.empty((len(source), self._sizes[last - 1]), dtype=np.float32)
         _run(source.reshape(len(source), -1), first, last, *self._arguments, dest)
         return dest
 
