@@ -96,6 +96,41 @@ def test_padding_and_channels_of_the_input(tmp_path):
             np.testing.assert_array_equal(_composed(backend, x), logits, err_msg=name)
 
 
+def test_numba_blocked_convolutions(tmp_path):
+    """Convolutions of a multiple of ``BLOCK_CHANNELS`` output channels go through numba_loops's
+    outer-product blocks (windows read in place); odd geometries: 1x1, 2x2 and 5x5 kernels,
+    strides 1 and 3, no padding or 2, numbers of positions that are and are not a multiple of
+    ``BLOCK_POSITIONS``, one input channel and many, followed by a pooling layer."""
+    from cnnbench.backends import numba_loops
+
+    channels = numba_loops.BLOCK_CHANNELS
+    model = {
+        "layers": [
+            {"conv": channels, "kernel": 2, "padding": 2},
+            {"conv": 2 * channels, "kernel": 5, "stride": 3},
+            {"pool": "avg", "kernel": 2, "stride": 1, "padding": 1},
+            {"conv": channels, "kernel": 1},
+            {"conv": 3, "kernel": 1},  # the general path between blocked layers
+            {"conv": channels, "kernel": 3, "stride": 1, "padding": 1},
+        ],
+        "hidden": [7],
+    }
+    architecture = build(model, (1, 13, 10), 5)
+    arrays = initial_weights(1, architecture)
+    x = np.random.default_rng(1).random((IMAGES, 1, 13, 10), dtype=np.float32)
+    reference = _float64_logits(arrays, architecture, x)
+    scale = np.abs(reference).max()
+    backend = _load_all(["numba_loops"], arrays, architecture, tmp_path)["numba_loops"]
+    kinds = backend._table[:, numba_loops.KIND].tolist()
+    assert kinds.count(numba_loops._CONV_BLOCKED) == 4
+    positions = [layer.out_shape[1] * layer.out_shape[2] for layer in architecture.layers[:6]]
+    assert any(n % numba_loops.BLOCK_POSITIONS for n in positions)
+    logits = backend.predict(x)
+    assert np.abs(logits - reference).max() <= TOLERANCE * scale
+    np.testing.assert_array_equal(_composed(backend, x), logits)
+    np.testing.assert_array_equal(_composed(backend, x[:1]), backend.predict(x[:1]))
+
+
 def test_lenet5_predictions_equal_on_mnist(mnist_dir, tmp_path):
     """The LeNet-5-style example (examples/lenet5.yaml), trained briefly: every float32 backend
     predicts what torch predicts on 500 real test images."""

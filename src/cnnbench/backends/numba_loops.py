@@ -3,17 +3,32 @@
 The algorithm is the loop network's (``cnnbench.ops``: one scalar multiply-add per weight and output
 position, no matrix library), so comparing with ``numpy_loops`` separates interpreter overhead from
 algorithm. Sums run in float32 (ops' loops use Python's doubles) and, as the issue allows, not in
-the loops' order: each output is a dot product of a weight row with an input window, compiled with
-``fastmath`` reassociation so LLVM splits the sum over several vector accumulators (AVX2) that stay
-in registers. Each pass over the windows computes two output positions times four output channels
+the loops' order (``fastmath`` reassociation).
+
+A conv layer of a multiple of ``BLOCK_CHANNELS`` (32) output channels (every conv of the seed
+network) is computed as outer products: ``BLOCK_POSITIONS`` (8) output positions by 32 output
+channels, 256 sums, each a named local in ``_block`` (generated source: only scalars stay in
+registers, array elements are loads and stores), added to one window tap at a time, the weights
+laid out (KH*KW*C_in, C_out) so a tap's 32 weights are two 16-lane vectors. Compiled with LLVM's
+SLP vectoriser on and its loop vectoriser off, the 256 sums become 16 vector registers and each
+tap 2 weight loads, 8 broadcasts of the positions' input values and 16 vector multiply-adds, no
+horizontal sums: 112-115 GFLOP/s with hot caches, where the dot-product form below reaches 89-95
+(its sums end in a horizontal reduction each). The windows are read in place (each tap's offset
+from its window's corner in a small table), not copied. ``_block`` is compiled on its own and
+``_run`` calls it through its address (``numba.cfunc``): compiled into ``_run`` it would be
+optimised again with ``_run``'s settings, which vectorise along the taps. Positions beyond a
+multiple of 8 go through ``_block`` compiled for one position.
+
+Any other conv: each output is a dot product of a weight row with an input window, compiled with
+``fastmath`` reassociation so LLVM splits the sum over several vector accumulators that stay in
+registers. Each pass over the windows computes two output positions times four output channels
 (8 sums), so every weight loaded feeds two multiply-adds and every input value four (output
 channels beyond a multiple of 4 go one at a time, linear layers two outputs at a time and an odd
-last one alone). A window of fewer than ``NARROW_DEPTH`` taps (the seed network's conv1: 3*3*1 = 9)
-is too short to vectorize along, so that layer's inner loop runs along the output positions
-instead: its windows are copied once, transposed (tap by tap, every position's value in a row),
-and each output channel's sums at all positions are one row, four taps added per pass over it,
-then written out channel by channel in HWC order. (Its inner loop used to run along the output
-channels, into the output row in memory: 32 channels, too few for the compiled vector loop.)
+last one alone). A window of fewer than ``NARROW_DEPTH`` taps is too short to vectorize along, so
+that layer's inner loop runs along the output positions instead: its windows are copied once,
+transposed (tap by tap, every position's value in a row), and each output channel's sums at all
+positions are one row, four taps added per pass over it, then written out channel by channel in
+HWC order.
 Pooling takes the max (or the sum, divided by the KH*KW taps, padded zeros counted as
 ``torch.nn.AvgPool2d`` counts them) tap by tap, the inner loop along the channels.
 
@@ -30,8 +45,8 @@ Layout, chosen so every inner loop runs over contiguous memory without branches:
 - activations are HWC and held in padded buffers (borders written once, at load: zeros, or -inf
   before max pooling), so a window is KH contiguous runs of KW*C_in floats and the padding needs
   no bounds tests; each layer writes into the interior of the next layer's input buffer;
-- conv weights are (C_out, KH*KW*C_in) ((KH*KW*C_in, C_out) for the narrow kind), the first linear
-  layer's columns are permuted to the HWC flattening;
+- conv weights are (C_out, KH*KW*C_in) ((KH*KW*C_in, C_out) for the blocked and narrow kinds), the
+  first linear layer's columns are permuted to the HWC flattening;
 - every weight and buffer starts on a 64-byte boundary (a cache line).
 
 Why the version before the last varied between fresh processes (155-267 us per image, same code):
@@ -47,8 +62,9 @@ weight and buffer is 64-byte aligned since, and the sums stay in registers.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from functools import partial
+from functools import cache, partial
 
 import numba
 import numpy as np
@@ -62,8 +78,13 @@ _FASTMATH = {"reassoc", "contract", "nsz"}
 _ALIGNMENT = 16  # float32 values: 64 bytes, one cache line, two AVX2 vectors
 NARROW_DEPTH = 16  # taps per window below which a conv loops along its output channels
 
+# the outer-product conv's block: output positions by output channels (C_out a multiple of it);
+# 4 x 64 and 6 x 32 measured 1-3 % slower on the seed network, 12 x 16 much slower (its conv3
+# has 16 positions: 12 in a block and 4 one at a time)
+BLOCK_POSITIONS, BLOCK_CHANNELS = 8, 32
+
 # layer kinds in the table
-_CONV, _CONV_NARROW, _MAXPOOL, _AVGPOOL, _LINEAR = range(5)
+_CONV, _CONV_NARROW, _MAXPOOL, _AVGPOOL, _LINEAR, _CONV_BLOCKED = range(6)
 # the table's columns: the layer's kind; its input buffer (offset in the activations, padded
 # height, width, channels, padding); its output buffer (the same; the output's own height and
 # width); kernel, stride; its weight's and bias's offsets in the parameters; ReLU (0 or 1)
@@ -261,6 +282,113 @@ def _conv_relu_narrow(x, weight, bias, scratch, out, row):
                 target[co] = max(values[co], 0.0)
 
 
+def _block_source(positions: int, channels: int) -> str:
+    """Source of ``_block``: ReLU(conv) at ``positions`` output positions, every output
+    channel, ``channels`` at a time. Position p's window tap k is ``x[corners[p] + taps[k]]``
+    (x the padded input, flat) and its outputs go to ``out[targets[p]:]``. The
+    ``positions`` x ``channels`` sums are named locals (scalars the compiler can keep in
+    registers, which array elements are not), added to one tap at a time, so each slice of
+    ``channels`` weights is read once for ``positions`` windows and each window value once for
+    ``channels`` sums. Generated because only named locals stay in registers."""
+    sums = [[f"s{p}_{c}" for c in range(channels)] for p in range(positions)]
+    every = range(positions)
+    lines = [
+        "def _block(x_, size_x, corners, taps_, weight, bias, out_c, depth, out_, size, targets):",
+        "    x = numba.carray(x_, (size_x,), dtype=np.float32)",
+        "    taps = numba.carray(taps_, (depth,), dtype=np.int64)",
+        "    w = numba.carray(weight, (depth * out_c,), dtype=np.float32)",
+        "    b = numba.carray(bias, (out_c,), dtype=np.float32)",
+        "    out = numba.carray(out_, (size,), dtype=np.float32)",
+        f"    c = numba.carray(corners, ({positions},), dtype=np.int64)",
+        f"    t = numba.carray(targets, ({positions},), dtype=np.int64)",
+        *(f"    x{p} = x[c[{p}] :]" for p in every),
+        f"    for co in range(0, out_c, {channels}):",
+        f"        first = b[co : co + {channels}]",
+        *(f"        {sums[p][c]} = first[{c}]" for p in every for c in range(channels)),
+        "        for k in range(depth):",
+        "            tap = taps[k]",
+        f"            row = w[k * out_c + co : k * out_c + co + {channels}]",
+        *(f"            w{c} = row[{c}]" for c in range(channels)),
+    ]
+    for p in every:
+        lines.append(f"            a = x{p}[tap]")
+        lines += [f"            {sums[p][c]} += a * w{c}" for c in range(channels)]
+    for p in every:
+        lines.append(f"        target = out[t[{p}] + co : t[{p}] + co + {channels}]")
+        lines += [f"        target[{c}] = max({sums[p][c]}, 0.0)" for c in range(channels)]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _across_channels():
+    """Compile with LLVM's SLP vectoriser on (it packs the named sums of ``_block`` into
+    vectors, one per BLOCK_CHANNELS / 16 channels and position) and its loop vectoriser off
+    (which would otherwise vectorise along the taps first, every sum a dot product again)."""
+    saved = numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE
+    numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = 1, 0
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = saved
+
+
+# ``_block`` for BLOCK_POSITIONS positions and for one, as ctypes functions, set by
+# _compile_blocks before _run is compiled
+_BLOCK = _SINGLE = None
+
+
+@cache
+def _compile_blocks() -> None:
+    """Compile ``_block`` for BLOCK_POSITIONS positions and for one, each on its own, as a C
+    function that ``_run`` calls through its address: compiled into ``_run`` it would be
+    optimised again with ``_run``'s settings, loop vectoriser on."""
+    global _BLOCK, _SINGLE
+    ptr, i64 = numba.types.voidptr, numba.types.int64
+    compiled = []
+    for positions in (BLOCK_POSITIONS, 1):
+        namespace = {"numba": numba, "np": np}
+        exec(_block_source(positions, BLOCK_CHANNELS), namespace)
+        signature = numba.types.void(ptr, i64, ptr, ptr, ptr, ptr, i64, i64, ptr, i64, ptr)
+        with _across_channels():
+            function = numba.cfunc(signature, fastmath=_FASTMATH, boundscheck=False)
+            compiled.append(function(namespace["_block"]).ctypes)
+    _BLOCK, _SINGLE = compiled
+
+
+@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+def _conv_relu_blocked(x, weight, bias, out, row):
+    """``_conv_relu`` as outer products, for C_out a multiple of BLOCK_CHANNELS: weight
+    (KH*KW*C_in, C_out); the windows are read in place, no copies. The output positions go
+    BLOCK_POSITIONS at a time through ``_block``, the rest one at a time."""
+    pad, out_h, out_w, kernel, stride = _geometry(row)
+    kernel_w = row[KERNEL_W]
+    _, padded_w, in_c = x.shape
+    depth, out_c = weight.shape
+    row_step = padded_w * in_c
+    run = kernel_w * in_c
+    # each tap's offset in x from its window's corner, in the weights' (KH, KW, C_in) order
+    taps = np.empty(depth, dtype=np.int64)
+    for kh in range(kernel):
+        offsets = taps[kh * run : kh * run + run]
+        for k in range(run):
+            offsets[k] = kh * row_step + k
+    positions = out_h * out_w
+    whole = positions - positions % BLOCK_POSITIONS
+    corners = np.empty(BLOCK_POSITIONS, dtype=np.int64)
+    targets = np.empty(BLOCK_POSITIONS, dtype=np.int64)
+    out_row = out.shape[1] * out_c
+    data = (taps.ctypes, weight.ctypes, bias.ctypes, out_c, depth, out.ctypes, out.size)
+    for p in range(positions):
+        i = p % BLOCK_POSITIONS if p < whole else 0
+        oh, ow = divmod(p, out_w)
+        corners[i] = stride * (oh * row_step + ow * in_c)
+        targets[i] = (oh + pad) * out_row + (ow + pad) * out_c
+        if p >= whole:
+            _SINGLE(x.ctypes, x.size, corners.ctypes, *data, targets.ctypes)
+        elif i == BLOCK_POSITIONS - 1:
+            _BLOCK(x.ctypes, x.size, corners.ctypes, *data, targets.ctypes)
+
+
 @numba.njit(fastmath=_FASTMATH, boundscheck=False)
 def _pool(x, out, row, average):
     """Max (``average`` False; x padded with -inf) or average (x padded with zeros, every window
@@ -370,6 +498,10 @@ def _run(source, first, last, table, arena, params, windows, dest):
                 depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
                 weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((out_c, depth))
                 _conv_relu(x, weight, bias, windows, out, row)
+            elif kind == _CONV_BLOCKED:
+                depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
+                weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((depth, out_c))
+                _conv_relu_blocked(x, weight, bias, out, row)
             elif kind == _CONV_NARROW:
                 depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
                 weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((depth, out_c))
@@ -390,6 +522,8 @@ def _run(source, first, last, table, arena, params, windows, dest):
 def _kind(layer: Layer) -> int:
     if layer.kind == CONV:
         depth = layer.in_shape[0] * layer.kernel[0] * layer.kernel[1]
+        if layer.out_shape[0] % BLOCK_CHANNELS == 0:
+            return _CONV_BLOCKED
         return _CONV_NARROW if depth < NARROW_DEPTH else _CONV
     if layer.kind == LINEAR:
         return _LINEAR
@@ -430,14 +564,17 @@ class NumbaLoopsBackend(Backend):
             if kind != _LINEAR:
                 row[KERNEL_H], row[KERNEL_W] = layer.kernel
                 row[STRIDE] = layer.stride
-            if kind in (_CONV, _CONV_NARROW, _LINEAR):
+            if kind in (_CONV, _CONV_NARROW, _CONV_BLOCKED, _LINEAR):
                 weight = arrays[f"{layer.name}.weight"]
                 if layer is architecture.linear_layers[0]:
                     weight = architecture.first_linear_hwc_columns(weight)
                 elif kind != _LINEAR:  # (C_out, KH*KW*C_in)
                     weight = weight.transpose(0, 2, 3, 1).reshape(len(weight), -1)
+                    span = -(-weight.shape[1] // _ALIGNMENT) * _ALIGNMENT
                     if kind == _CONV:  # two windows
-                        scratch = max(scratch, 2 * -(-weight.shape[1] // _ALIGNMENT) * _ALIGNMENT)
+                        scratch = max(scratch, 2 * span)
+                    elif kind == _CONV_BLOCKED:  # (taps, C_out)
+                        weight = weight.T
                     else:  # every window's taps, then every output channel's sums
                         positions = row[ROWS] * row[COLUMNS]
                         scratch = max(scratch, sum(weight.shape) * positions)
@@ -449,7 +586,10 @@ class NumbaLoopsBackend(Backend):
         self._activations = activations.array()
         self._parameters = parameters.array()
         self._windows = aligned_zeros(scratch)
+        # each layer's output values per image (plain ints: no NumPy arithmetic per call)
+        self._sizes = [int(r[ROWS] * r[COLUMNS] * r[OUT_CHANNELS]) for r in table]
         started = time.perf_counter()
+        _compile_blocks()
         _run.compile(
             tuple(
                 numba.typeof(a)
@@ -470,9 +610,7 @@ class NumbaLoopsBackend(Backend):
 
     def _layers(self, first: int, last: int, source: np.ndarray) -> np.ndarray:
         """Layers ``first`` to ``last - 1`` on ``source`` (see ``_run``), as (N, values)."""
-        row = self._table[last - 1]
-        size = int(row[ROWS] * row[COLUMNS] * row[OUT_CHANNELS])
-        dest = np.empty((len(source), size), dtype=np.float32)
+        dest = np.empty((len(source), self._sizes[last - 1]), dtype=np.float32)
         _run(source.reshape(len(source), -1), first, last, *self._arguments, dest)
         return dest
 
