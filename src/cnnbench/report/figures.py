@@ -199,7 +199,8 @@ def job_timeline(jobs: list[dict], cores: int | None) -> str:
     rules = list(dict.fromkeys(job["rule"] for job in jobs))
     colors = dict(zip(rules, sns.color_palette("tab20", len(rules)), strict=True))
     rows = 1 + max(job["row"] for job in jobs)
-    figure, ax = _figure(9, 1.2 + 0.45 * max(rows, cores or 0))
+    legend_rows = -(-len(rules) // 4)  # four names a row, below the plot
+    figure, ax = _figure(9, 1.6 + 0.4 * max(rows, cores or 0) + 0.22 * legend_rows)
     for job in jobs:
         width = (job["end"] - job["start"]) / 60
         ax.barh(job["row"], width, left=job["start"] / 60, height=0.8, color=colors[job["rule"]])
@@ -207,12 +208,10 @@ def job_timeline(jobs: list[dict], cores: int | None) -> str:
         ax.axhline(cores - 0.5, color="grey", linestyle=":", linewidth=1)
     ax.set_yticks(range(rows), [f"{i + 1}" for i in range(rows)])
     ax.set_ylim(max(rows, cores or 0) - 0.5, -0.5)
-    ax.set_ylabel("jobs running at once")
+    ax.set_ylabel("jobs at once")
     ax.set_xlabel("minutes since the first job started")
     handles = [matplotlib.patches.Patch(color=colors[rule], label=rule) for rule in rules]
-    ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False
-    )
+    figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7, frameon=False)
     ax.set_title("How the jobs packed onto the cores")
     return to_data_uri(figure)
 
