@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -833,3 +834,16 @@ def test_the_jobs_packing_onto_the_cores(tmp_path):
         "no core ever waited; the run took 50.0 s, 1.00× that",
     }
     assert provenance.packing(100.0, 50.0, 2, cpu=75.0)["busy"] == "75 %"
+
+
+def test_benchmarks_from_separate_sessions_show_no_packing(tmp_path):
+    """Benchmark files written a day apart (another run's, or a sweep's experiments taking turns)
+    give no elapsed span, so neither a packing figure nor a timeline: the page still renders."""
+    write_synthetic_results(tmp_path)
+    train = tmp_path / "results" / "benchmarks" / "train.tsv"
+    os.utime(train, (train.stat().st_mtime - 86_400,) * 2)
+    results = load_results(*named_inputs(tmp_path))
+    time = provenance.pipeline_time(results)
+    assert time["packing"] is None and time["timeline"] is None
+    page = render(results)
+    assert "ran in separate sessions" in page and 'id="job-timeline"' not in page

@@ -119,6 +119,7 @@ def pipeline_time(results: Results) -> dict[str, Any]:
         "span": None,
         "sum": total,
         "packing": None,
+        "timeline": None,
     }
 
 
