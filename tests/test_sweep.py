@@ -19,10 +19,11 @@ from cnnbench.common import sweep
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = yaml.safe_load((REPO / "examples" / "sweep.yaml").read_text())["experiments"]
 # The shipped sweep and an experiment that differs from the seed only in inference: it shares the
-# seed's training. Every fast backend runs every network (numpy_loops, their slow twin, is left to
-# the pipeline test).
+# seed's training. The backends that start quickly run every network; numba_loops (about 10 s of
+# compiling in each of its jobs) and numpy_loops are left to the pipeline test, which runs them
+# on the seed network and LeNet-5, and to tests/test_backend_architectures.py (any network).
 EXPERIMENTS = {**SHIPPED, "seed-12": {"inference": {"limit": 12}}}
-BACKENDS = ["torch", "onnxruntime", "numpy_im2col", "numba_loops"]
+BACKENDS = ["torch", "onnxruntime", "numpy_im2col"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline")]
 
