@@ -35,7 +35,7 @@ def test_default_config_is_valid_and_complete(config):
         "limit": None,
         "threads": 2,
     }
-    assert config["train_numpy"] == {"dtype": "float32", "check_steps": 200}
+    assert config["train_numpy"] == {"dtype": "float32", "check_steps": 200, "threads": 1}
     assert config["inference"]["limit"] is None and config["inference"]["threads"] == 1
     # every backend, the production peer included, runs by default
     assert set(config["inference"]["backends"]) == set(backends.NAMES)

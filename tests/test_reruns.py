@@ -118,6 +118,7 @@ def changed(overlay: dict, section: str, key: str, value) -> dict:
         ("model", "hidden", [200], AFTER_TRAINING),
         ("train", "epochs", 2, AFTER_TRAINING),
         ("train_numpy", "check_steps", 4, {"train_numpy"} | AFTER_NUMPY_TRAINING | REPORT),
+        ("train_numpy", "threads", 2, {"train_numpy"} | AFTER_NUMPY_TRAINING | REPORT),
         ("gradcheck", "samples", 4, {"gradcheck"} | REPORT),
         (
             "inference",

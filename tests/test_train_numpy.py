@@ -144,10 +144,12 @@ def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits
     )
 
 
-def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
+def run_numpy_training_step(folder, mnist_dir, threads=1):
+    """The train_numpy step on 256 images, 1 epoch, 5 float64 check steps; its outputs."""
     from cnnbench.steps import train_numpy as step
 
-    save_weights(tmp_path / "init.npz", train.initial_weights(0, SEED), SEED)
+    folder.mkdir(exist_ok=True)
+    save_weights(folder / "init.npz", train.initial_weights(0, SEED), SEED)
     files = {
         "train_images": "train-images-idx3-ubyte.gz",
         "train_labels": "train-labels-idx1-ubyte.gz",
@@ -155,24 +157,30 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
         "test_labels": "t10k-labels-idx1-ubyte.gz",
     }
     out = {
-        "metrics": tmp_path / "metrics.csv",
-        "steps": tmp_path / "steps.csv",
-        "weights": tmp_path / "weights_numpy.npz",
-        "manifest": tmp_path / "manifest_numpy.json",
-        "summary": tmp_path / "summary.json",
+        "metrics": folder / "metrics.csv",
+        "steps": folder / "steps.csv",
+        "weights": folder / "weights_numpy.npz",
+        "manifest": folder / "manifest_numpy.json",
+        "summary": folder / "summary.json",
     }
     train_config = {"epochs": 1, "batch_size": 128, "lr": 0.001, "seed": 0, "device": "cpu"}
     run_step(
         step,
-        input={**{r: mnist_dir / f for r, f in files.items()}, "init": tmp_path / "init.npz"},
+        input={**{r: mnist_dir / f for r, f in files.items()}, "init": folder / "init.npz"},
         output=out,
         settings={
-            "train": {**train_config, "limit": 256, "threads": 1},
-            "train_numpy": {"dtype": "float32", "check_steps": 5},
+            # train.threads is the PyTorch training's: train_numpy runs on its own
+            "train": {**train_config, "limit": 256, "threads": 2},
+            "train_numpy": {"dtype": "float32", "check_steps": 5, "threads": threads},
             "dataset_name": "MNIST",
             "architecture": SEED.to_dict(),
         },
     )
+    return out
+
+
+def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
+    out = run_numpy_training_step(tmp_path, mnist_dir)
     with open(out["steps"]) as stream:
         rows = list(csv.DictReader(stream))
     # 5 float64 check steps (256 images, batch 128: 2 an epoch, so into the orders of epoch 3),
@@ -193,7 +201,11 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
     manifest = json.loads(out["manifest"].read_text())
     assert manifest["weights_file"] == "weights_numpy.npz"
     assert manifest["sha256"] == hashlib.sha256(out["weights"].read_bytes()).hexdigest()
-    assert manifest["train_config"]["train_numpy"] == {"dtype": "float32", "check_steps": 5}
+    assert manifest["train_config"]["train_numpy"] == {
+        "dtype": "float32",
+        "check_steps": 5,
+        "threads": 1,
+    }
     assert manifest["final_metrics"]["test_accuracy"] == float(metrics["test_accuracy"])
     assert list(load_weights(out["weights"], SEED)) == list(SEED.parameter_shapes)
     summary = json.loads(out["summary"].read_text())
@@ -205,3 +217,14 @@ def test_step_writes_tables_weights_and_manifest(tmp_path, mnist_dir):
     assert summary["test_accuracy_torch"] == pytest.approx(summary["test_accuracy_numpy"], abs=0.05)
     assert summary["same_predictions"] >= 9000
     assert summary["check"]["max_relative_parameter_difference"] <= 1e-9
+
+
+def test_numpy_weights_do_not_depend_on_the_thread_count(tmp_path, mnist_dir):
+    # train_numpy.threads defaults to 1 (it packs beside the loop backend's shards): that may
+    # not change the NumPy-trained weights (OpenBLAS splits a product's rows and columns between
+    # its threads, never the sums), only the PyTorch twin's last bits
+    one = run_numpy_training_step(tmp_path / "one", mnist_dir, threads=1)
+    two = run_numpy_training_step(tmp_path / "two", mnist_dir, threads=2)
+    assert one["weights"].read_bytes() == two["weights"].read_bytes()
+    manifests = [json.loads(out["manifest"].read_text()) for out in (one, two)]
+    assert [m["train_config"]["train_numpy"]["threads"] for m in manifests] == [1, 2]

@@ -175,6 +175,10 @@ def training_threads(wildcards):
     return threads_for(config_of(wildcards)["train"]["threads"])
 
 
+def numpy_training_threads(wildcards):
+    return threads_for(config_of(wildcards)["train_numpy"]["threads"])
+
+
 def inference_threads(wildcards):
     return threads_for(config_of(wildcards)["inference"]["threads"])
 

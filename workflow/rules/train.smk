@@ -88,7 +88,7 @@ rule train_numpy:
         f"{TRAINED}/logs/train_numpy.log",
     benchmark:
         f"{TRAINED}/benchmarks/train_numpy.tsv"
-    threads: training_threads
+    threads: numpy_training_threads
     resources:
         mem_mb=4096,
         runtime=240,

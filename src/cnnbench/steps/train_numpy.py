@@ -5,8 +5,8 @@ trainer's seeded initial weights, results/model/init.npz). Output: metrics (per 
 trainer's columns), steps (per step, both trainers' losses and parameter divergence), weights
 (the NumPy-trained weights, npz), manifest (as the torch export's) and summary (JSON: both
 trainers' final test accuracy, how many test images they classify alike, the check's worst). Settings: ``train`` (the
-torch trainer's section: the run is the same), ``train_numpy`` (dtype, check_steps), and
-``dataset_name``.
+torch trainer's section: the run is the same, on ``train_numpy.threads`` threads), ``train_numpy``
+(dtype, check_steps, threads), and ``dataset_name``.
 
 First ``check_steps`` steps side by side in float64, each held to loss relative difference
 <= 1e-10 and max relative parameter difference <= 1e-9 (the step fails otherwise, after writing
@@ -76,7 +76,7 @@ def compare_predictions(
 
 def run(job: Job) -> None:
     config, numpy_config = job.settings["train"], job.settings["train_numpy"]
-    set_threads(config["threads"])
+    set_threads(numpy_config["threads"])  # the NumPy weights come out the same at any count
     keep_freed_memory()  # each step's arrays reuse the last step's memory
     settings = train.TrainSettings(
         config["epochs"], config["batch_size"], config["lr"], config["seed"], "cpu", config["limit"]
