@@ -29,7 +29,8 @@ BACKENDS = ["torch", "numpy_im2col", "numba_loops", "numpy_loops"]
 SHARDS = 2
 SMALL = {
     "train": {"epochs": 1, "limit": 2000, "threads": 2},
-    "train_numpy": {"check_steps": 5},
+    # Two threads each (not the default 1): the declared threads reach Slurm's allocation.
+    "train_numpy": {"check_steps": 5, "threads": 2},
     "bench": {"processes": 2, "rounds": 1, "images": 4, "batch_size": 8, "loop_images": 1},
     "gradcheck": {"batch_size": 1, "samples": 3},
     "inference": {
@@ -45,8 +46,7 @@ SMALL = {
 }
 # Two experiments, each its own training: every job below runs twice, as its own Slurm job.
 EXPERIMENTS = {"seed": {}, "lr": {"train": {"lr": 0.002}}}
-# Rules that must run as Slurm jobs, with the CPUs each declares for SMALL (train.threads,
-# inference.threads); the rest are localrules and run on the submitting host.
+# Rules that must run as Slurm jobs; the rest are localrules and run on the submitting host.
 SLURM_JOBS = Counter(
     {
         rule: count * len(EXPERIMENTS)
@@ -66,7 +66,8 @@ SLURM_JOBS = Counter(
     # the machine's limits: once for the whole run
     | {"machine_limits": 1}
 )
-CPUS = {"train": 2, "train_numpy": 2}  # every other rule: 1
+# The CPUs each rule declares for SMALL; every other rule: inference.threads, 1.
+CPUS = {rule: SMALL[rule]["threads"] for rule in ("train", "train_numpy")}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
