@@ -830,10 +830,57 @@ def test_the_jobs_packing_onto_the_cores(tmp_path):
     assert provenance.packing(100.0, 50.0, 2) == {
         "over": "1.00×",
         "busy": None,
+        "reserved_over": None,
         "text": "on this machine's 2 cores the jobs' 1 min 40 s of wall time would take 50.0 s if "
         "no core ever waited; the run took 50.0 s, 1.00× that",
     }
     assert provenance.packing(100.0, 50.0, 2, cpu=75.0)["busy"] == "75 %"
+
+
+def _extend_benchmarks(results: Path, threads: dict[str, int]) -> None:
+    """Rewrite the benchmark files as `--benchmark-extended` writes them (rule, declared
+    threads, the dict-valued columns as Snakemake prints them), keeping their times."""
+    for path in (results / "benchmarks").glob("*.tsv"):
+        header, values = path.read_text().splitlines()
+        stamp = path.stat().st_mtime
+        extra = [
+            "7",
+            path.stem,
+            "{}",
+            "{'settings': '{}'}",
+            str(threads.get(path.stem, 1)),
+            "97.0",
+            "{'_nodes': 1, '_cores': 1}",
+            "{'src/cnnbench/__init__.py': 0.0001}",
+        ]
+        path.write_text(
+            header + "\tjobid\trule_name\twildcards\tparams\tthreads\tcpu_usage\tresources"
+            "\tinput_size_mb\n" + values + "\t" + "\t".join(extra) + "\n"
+        )
+        os.utime(path, (stamp, stamp))
+
+
+def test_packing_against_the_declared_threads(tmp_path):
+    """With extended benchmark files, the shortest run the jobs' declared threads allow: each
+    job's wall time times its threads over the most threads a job declared (a timed job, all
+    of --cores), against the elapsed span."""
+    write_synthetic_results(tmp_path)
+    # train and the torch inference declare the synthetic machine's 8 cores, the rest 1
+    _extend_benchmarks(tmp_path / "results", {"train": 8, "infer_torch_0": 8})
+    results = load_results(*named_inputs(tmp_path))
+    assert results.benchmarks["rule"].iloc[0] == "download_test_images"
+    # (3.2 + 8 x 36.5 + 1.1 + 8.0 + 8 x 5 + 3 x 5 + 65) / 8 = 424.3 / 8 = 53.0 s, of 123 s
+    assert provenance.reserved_span(results.benchmarks) == pytest.approx(53.0375)
+    time = provenance.pipeline_time(results)
+    assert time["packing"]["reserved_over"] == "2.32×"
+    assert "allow no run shorter than 53.0 s: this one took 2.32× that" in time["packing"]["text"]
+    assert "2.32× the shortest its jobs' threads allow" in render(results)
+    # Every job at 1 thread: their sum, above the span, bounds nothing (--cores unknown).
+    ones = tmp_path / "ones"
+    write_synthetic_results(ones)
+    _extend_benchmarks(ones / "results", {})
+    time = provenance.pipeline_time(load_results(*named_inputs(ones)))
+    assert time["packing"]["reserved_over"] is None and "allow" not in time["packing"]["text"]
 
 
 def test_benchmarks_from_separate_sessions_show_no_packing(tmp_path):

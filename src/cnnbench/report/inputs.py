@@ -31,6 +31,8 @@ from cnnbench.data import read_idx
 # the numeric columns of a Snakemake benchmark file (h:m:s repeats s)
 BENCHMARK_COLUMNS = ["s", "max_rss", "max_vms", "max_uss", "max_pss"]
 BENCHMARK_COLUMNS += ["io_in", "io_out", "mean_load", "cpu_time"]
+# with --benchmark-extended (the default profile) also the threads each job declared
+BENCHMARK_COLUMNS += ["threads"]
 
 
 @dataclass

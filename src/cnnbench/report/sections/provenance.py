@@ -108,7 +108,7 @@ def pipeline_time(results: Results) -> dict[str, Any]:
             f"excluded); the rules' own wall times add up to {fmt.duration(total)}",
             "span": span,
             "sum": total,
-            "packing": packing(total, span, cores, cpu_seconds(bench)),
+            "packing": packing(total, span, cores, cpu_seconds(bench), reserved_span(bench)),
             "timeline": figures.job_timeline(job_rows(bench), cores),
         }
     return {
@@ -123,11 +123,18 @@ def pipeline_time(results: Results) -> dict[str, Any]:
     }
 
 
-def packing(total: float, span: float, cores: int | None, cpu: float | None = None):
+def packing(
+    total: float,
+    span: float,
+    cores: int | None,
+    cpu: float | None = None,
+    reserved: float | None = None,
+):
     """How the jobs packed onto ``cores``: their summed wall time spread evenly over the cores
-    (the shortest the run could take, each job kept whole) against the elapsed span; and, given
-    their summed CPU time, the share of the cores' time they kept busy (a 2-thread job counts
-    twice, a timed job running alone on purpose once)."""
+    (the shortest the run could take, each job kept whole) against the elapsed span; given their
+    summed CPU time, the share of the cores' time they kept busy (a 2-thread job counts twice, a
+    timed job running alone on purpose once); given ``reserved`` (see reserved_span), the
+    shortest span the jobs' declared threads allow, against the elapsed span."""
     if not cores or span <= 0:
         return None
     even = total / cores
@@ -140,7 +147,31 @@ def packing(total: float, span: float, cores: int | None, cpu: float | None = No
     if cpu is not None and cpu > 0:
         busy = f"{100 * min(cpu / (span * cores), 1):.0f} %"
         text += f"; their {fmt.duration(cpu)} of CPU time kept the cores {busy} busy"
-    return {"over": fmt.ratio(span / even), "busy": busy, "text": text}
+    reserved_over = None
+    # Above the span it is no bound: no job declared all of --cores (say, a run of shards only).
+    if reserved is not None and 0 < reserved <= span * 1.01:
+        reserved_over = fmt.ratio(span / reserved)
+        text += (
+            f". The threads the jobs declare (a timed job declares every core, so it runs alone) "
+            f"allow no run shorter than {fmt.duration(reserved)}: this one took {reserved_over} "
+            "that"
+        )
+    return {
+        "over": fmt.ratio(span / even),
+        "busy": busy,
+        "reserved_over": reserved_over,
+        "text": text,
+    }
+
+
+def reserved_span(bench) -> float | None:
+    """The shortest span the jobs' declared threads allow: each job's wall time times its
+    threads, summed, over the most threads any job declared (the timed jobs declare all of
+    ``--cores``: Snakemake never runs jobs declaring more than that at once). None without the
+    extended benchmark files' ``threads``."""
+    if "threads" not in bench or bench["threads"].isna().any():
+        return None
+    return float((bench["s"] * bench["threads"]).sum() / bench["threads"].max())
 
 
 def cpu_seconds(bench) -> float | None:
