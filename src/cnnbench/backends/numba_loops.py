@@ -15,9 +15,10 @@ tap 2 weight loads, 8 broadcasts of the positions' input values and 16 vector mu
 horizontal sums: 112-115 GFLOP/s with hot caches, where the dot-product form below reaches 89-95
 (its sums end in a horizontal reduction each). The windows are read in place (each tap's offset
 from its window's corner in a small table), not copied. ``_block`` is compiled on its own and
-``_run`` calls it through its address (``numba.cfunc``): compiled into ``_run`` it would be
-optimised again with ``_run``'s settings, which vectorise along the taps. Positions beyond a
-multiple of 8 go through ``_block`` compiled for one position.
+``_run`` calls it through its address (``numba.cfunc``; the address is an argument of ``_run``,
+so that ``_run`` can be cached): compiled into ``_run`` it would be optimised again with
+``_run``'s settings, which vectorise along the taps. Positions beyond a multiple of 8 go through
+``_block`` compiled for one position.
 
 Any other conv: each output is a dot product of a weight row with an input window, compiled with
 ``fastmath`` reassociation so LLVM splits the sum over several vector accumulators that stay in
@@ -35,8 +36,11 @@ Pooling takes the max (or the sum, divided by the KH*KW taps, padded zeros count
 Any architecture runs through one compiled function, ``_run``: the network is a table of integers
 (one row per layer: kind, shapes, kernel, stride, where its input, output and parameters lie) and
 two flat arrays, the activations and the parameters, so nothing is compiled per architecture:
-numba compiles once per process (at load, reported as ``compile_s``) and the shapes are runtime
-values, as they were when this backend ran the seed network only. ``_run`` runs a range of layers
+numba compiles once (at load, reported as ``compile_s``: about 10 s) and the shapes are runtime
+values, as they were when this backend ran the seed network only. The machine code is cached on
+disk (numba's ``cache=True``: under NUMBA_CACHE_DIR if set, else in ``__pycache__`` beside this
+module, with the generated ``_block`` sources), so a later process loads it instead
+(``compile_s`` well under a second); numba compiles again when this file's content changes. ``_run`` runs a range of layers
 over a batch, one image at a time; ``predict`` runs them all, ``stages`` one each, the same
 machine code either way.
 
@@ -63,9 +67,16 @@ weight and buffer is 64-byte aligned since, and the sums stay in registers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
 import time
 from functools import cache, partial
+from pathlib import Path
 
+import llvmlite.ir
 import numba
 import numpy as np
 
@@ -139,13 +150,13 @@ class _Arena:
         return flat
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _geometry(row):
     """A conv or pooling layer's output padding, output height and width, kernel height, stride."""
     return row[OUT_PADDING], row[ROWS], row[COLUMNS], row[KERNEL_H], row[STRIDE]
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _gather(flat, corner, row_step, kernel, run, window):
     """Copy the KH runs of KW*C_in floats of one output position's window into ``window``.
 
@@ -160,7 +171,7 @@ def _gather(flat, corner, row_step, kernel, run, window):
             target[k] = source[k]
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _conv_relu(x, weight, bias, windows, out, row):
     """x: padded input (HP, WP, C_in); weight (C_out, KH*KW*C_in); windows: (2, >= KH*KW*C_in)
     scratch; writes ReLU(conv) into the interior of ``out``, the next layer's padded input; the
@@ -226,7 +237,7 @@ def _conv_relu(x, weight, bias, windows, out, row):
             target_q[co] = max(q0, 0.0)
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _conv_relu_narrow(x, weight, bias, scratch, out, row):
     """``_conv_relu`` for windows too short to vectorize along (fewer than NARROW_DEPTH taps):
     the inner loop runs along the output positions instead. weight is (KH*KW*C_in, C_out);
@@ -293,6 +304,10 @@ def _block_source(positions: int, channels: int) -> str:
     sums = [[f"s{p}_{c}" for c in range(channels)] for p in range(positions)]
     every = range(positions)
     lines = [
+        "import numba",
+        "import numpy as np",
+        "",
+        "",
         "def _block(x_, size_x, corners, taps_, weight, bias, out_c, depth, out_, size, targets):",
         "    x = numba.carray(x_, (size_x,), dtype=np.float32)",
         "    taps = numba.carray(taps_, (depth,), dtype=np.int64)",
@@ -316,7 +331,7 @@ def _block_source(positions: int, channels: int) -> str:
     for p in every:
         lines.append(f"        target = out[t[{p}] + co : t[{p}] + co + {channels}]")
         lines += [f"        target[{c}] = max({sums[p][c]}, 0.0)" for c in range(channels)]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
@@ -332,34 +347,105 @@ def _across_channels():
         numba.config.SLP_VECTORIZE, numba.config.LOOP_VECTORIZE = saved
 
 
-# ``_block`` for BLOCK_POSITIONS positions and for one, as ctypes functions, set by
-# _compile_blocks before _run is compiled
-_BLOCK = _SINGLE = None
+# _block as a C function: pointers to the arrays' data, and sizes
+_BLOCK_SIGNATURE = numba.types.void(
+    numba.types.voidptr,  # x, the padded input
+    numba.types.int64,  # its size
+    numba.types.voidptr,  # corners
+    numba.types.voidptr,  # taps
+    numba.types.voidptr,  # weight
+    numba.types.voidptr,  # bias
+    numba.types.int64,  # C_out
+    numba.types.int64,  # depth
+    numba.types.voidptr,  # out, the next layer's padded input
+    numba.types.int64,  # its size
+    numba.types.voidptr,  # targets
+)
+
+
+def _block_folders() -> list[Path]:
+    """Where a generated ``_block`` source may be written, the first writable one used, in the
+    order numba picks a cache folder: under NUMBA_CACHE_DIR, beside this module, the user's
+    cache. No fallback after them: where none is writable, numba cannot cache this module's
+    functions either and refuses to import it."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folders = [Path(__file__).parent / "__pycache__", cache]
+    if numba.config.CACHE_DIR:
+        folders.insert(0, Path(numba.config.CACHE_DIR))
+    return [folder / "cnnbench_numba_loops" for folder in folders]
+
+
+def _block_file(source: str) -> Path:
+    """A file holding ``source``, named by its hash: numba caches only functions a source file
+    backs, and keys the cache on the file's content. Written atomically (pipeline jobs start
+    together), left alone once it holds ``source``."""
+    name = f"block_{hashlib.sha256(source.encode()).hexdigest()[:16]}.py"
+    for folder in _block_folders():
+        path = folder / name
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.read_text() == source:
+                return path
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as file:
+                file.write(source)
+            os.replace(file.name, path)
+            return path
+    raise OSError(f"nowhere to write {name}: set NUMBA_CACHE_DIR to a writable folder")
 
 
 @cache
-def _compile_blocks() -> None:
-    """Compile ``_block`` for BLOCK_POSITIONS positions and for one, each on its own, as a C
-    function that ``_run`` calls through its address: compiled into ``_run`` it would be
-    optimised again with ``_run``'s settings, loop vectoriser on."""
-    global _BLOCK, _SINGLE
-    ptr, i64 = numba.types.voidptr, numba.types.int64
+def _compile_blocks() -> tuple[numba.core.ccallback.CFunc, numba.core.ccallback.CFunc]:
+    """``_block`` for BLOCK_POSITIONS positions and for one, each compiled on its own, as a C
+    function that ``_run`` calls through its address (``_call_block``): compiled into ``_run`` it
+    would be optimised again with ``_run``'s settings, loop vectoriser on. Cached on disk, so
+    the machine code a later process loads is the one compiled under ``_across_channels``."""
     compiled = []
     for positions in (BLOCK_POSITIONS, 1):
-        namespace = {"numba": numba, "np": np}
-        exec(_block_source(positions, BLOCK_CHANNELS), namespace)
-        signature = numba.types.void(ptr, i64, ptr, ptr, ptr, ptr, i64, i64, ptr, i64, ptr)
+        path = _block_file(_block_source(positions, BLOCK_CHANNELS))
+        # a module of its own, by a name: loading from the cache imports it by that name
+        spec = importlib.util.spec_from_file_location(f"cnnbench_numba_loops_{path.stem}", path)
+        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
         with _across_channels():
-            function = numba.cfunc(signature, fastmath=_FASTMATH, boundscheck=False)
-            compiled.append(function(namespace["_block"]).ctypes)
-    _BLOCK, _SINGLE = compiled
+            function = numba.cfunc(
+                _BLOCK_SIGNATURE, fastmath=_FASTMATH, boundscheck=False, cache=True
+            )
+            compiled.append(function(module._block))
+    return tuple(compiled)
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _conv_relu_blocked(x, weight, bias, out, row):
+@numba.extending.intrinsic
+def _call_block(
+    typingctx, address, x, size_x, corners, taps, weight, bias, out_c, depth, out, size, targets
+):
+    """Call the ``_block`` at ``address`` (a runtime value: a constant address would keep the
+    caller out of the cache, and it changes between processes) with its arguments as in
+    _BLOCK_SIGNATURE, arrays where it takes pointers to their data."""
+    kinds = (x, size_x, corners, taps, weight, bias, out_c, depth, out, size, targets)
+
+    def codegen(context, builder, signature, values):
+        arguments = []
+        for kind, value, wanted in zip(kinds, values[1:], _BLOCK_SIGNATURE.args, strict=True):
+            if isinstance(kind, numba.types.Array):
+                data = context.make_array(kind)(context, builder, value).data
+                arguments.append(builder.bitcast(data, context.get_value_type(wanted)))
+            else:
+                arguments.append(context.cast(builder, value, kind, wanted))
+        function = llvmlite.ir.FunctionType(
+            llvmlite.ir.VoidType(), [argument.type for argument in arguments]
+        )
+        builder.call(builder.inttoptr(values[0], function.as_pointer()), arguments)
+        return context.get_dummy_value()
+
+    return numba.types.void(address, *kinds), codegen
+
+
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
+def _conv_relu_blocked(x, weight, bias, out, row, blocks):
     """``_conv_relu`` as outer products, for C_out a multiple of BLOCK_CHANNELS: weight
     (KH*KW*C_in, C_out); the windows are read in place, no copies. The output positions go
-    BLOCK_POSITIONS at a time through ``_block``, the rest one at a time."""
+    BLOCK_POSITIONS at a time through ``_block``, the rest one at a time; ``blocks``: the two
+    ``_block`` functions' addresses, as ``_compile_blocks`` orders them."""
     pad, out_h, out_w, kernel, stride = _geometry(row)
     kernel_w = row[KERNEL_W]
     _, padded_w, in_c = x.shape
@@ -377,19 +463,19 @@ def _conv_relu_blocked(x, weight, bias, out, row):
     corners = np.empty(BLOCK_POSITIONS, dtype=np.int64)
     targets = np.empty(BLOCK_POSITIONS, dtype=np.int64)
     out_row = out.shape[1] * out_c
-    data = (taps.ctypes, weight.ctypes, bias.ctypes, out_c, depth, out.ctypes, out.size)
+    data = (taps, weight, bias, out_c, depth, out, out.size)
     for p in range(positions):
         i = p % BLOCK_POSITIONS if p < whole else 0
         oh, ow = divmod(p, out_w)
         corners[i] = stride * (oh * row_step + ow * in_c)
         targets[i] = (oh + pad) * out_row + (ow + pad) * out_c
         if p >= whole:
-            _SINGLE(x.ctypes, x.size, corners.ctypes, *data, targets.ctypes)
+            _call_block(blocks[1], x, x.size, corners, *data, targets)
         elif i == BLOCK_POSITIONS - 1:
-            _BLOCK(x.ctypes, x.size, corners.ctypes, *data, targets.ctypes)
+            _call_block(blocks[0], x, x.size, corners, *data, targets)
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _pool(x, out, row, average):
     """Max (``average`` False; x padded with -inf) or average (x padded with zeros, every window
     divided by its KH*KW taps) pooling of x (HP, WP, C) into the interior of ``out``."""
@@ -417,7 +503,7 @@ def _pool(x, out, row, average):
                     target[c] /= area
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _linear(x, weight, bias, out, relu):
     """x (F,), weight (O, F) -> out (O,) = weight @ x + bias, ReLU if ``relu``: two outputs at a
     time, an odd last one alone."""
@@ -444,7 +530,7 @@ def _linear(x, weight, bias, out, relu):
         out[o] = max(a0, 0.0) if relu else a0
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
 def _buffer(arena, row, side):
     """A layer's input (side 0) or output (side 1) buffer, (padded height, width, channels)."""
     offset = row[IN_OFFSET + side * (OUT_OFFSET - IN_OFFSET)]
@@ -454,12 +540,12 @@ def _buffer(arena, row, side):
     return arena[offset : offset + height * width * channels].reshape((height, width, channels))
 
 
-@numba.njit(fastmath=_FASTMATH, boundscheck=False)
-def _run(source, first, last, table, arena, params, windows, dest):
+@numba.njit(fastmath=_FASTMATH, boundscheck=False, cache=True)
+def _run(source, first, last, table, arena, params, windows, blocks, dest):
     """Layers ``first`` to ``last - 1`` of ``table`` on each row of ``source`` (N, values), into
     ``dest`` (N, values). A row of ``source`` is an image in CHW order if ``first`` is 0, else
     layer ``first``'s input in HWC order (unpadded); a row of ``dest`` is layer ``last - 1``'s
-    output in HWC order."""
+    output in HWC order. ``blocks``: see ``_conv_relu_blocked``."""
     for n in range(source.shape[0]):
         row = table[first]
         x = _buffer(arena, row, 0)
@@ -501,7 +587,7 @@ def _run(source, first, last, table, arena, params, windows, dest):
             elif kind == _CONV_BLOCKED:
                 depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
                 weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((depth, out_c))
-                _conv_relu_blocked(x, weight, bias, out, row)
+                _conv_relu_blocked(x, weight, bias, out, row, blocks)
             elif kind == _CONV_NARROW:
                 depth = row[KERNEL_H] * row[KERNEL_W] * x.shape[2]
                 weight = params[row[WEIGHT] : row[WEIGHT] + out_c * depth].reshape((depth, out_c))
@@ -589,7 +675,9 @@ class NumbaLoopsBackend(Backend):
         # each layer's output values per image (plain ints: no NumPy arithmetic per call)
         self._sizes = [int(r[ROWS] * r[COLUMNS] * r[OUT_CHANNELS]) for r in table]
         started = time.perf_counter()
-        _compile_blocks()
+        # _block's addresses change between processes: arguments, where constants would keep
+        # _run out of the cache
+        self._blocks = np.array([block.address for block in _compile_blocks()], dtype=np.int64)
         _run.compile(
             tuple(
                 numba.typeof(a)
@@ -598,6 +686,7 @@ class NumbaLoopsBackend(Backend):
                     0,
                     1,
                     *self._arguments,
+                    self._blocks,
                     np.zeros((1, 1), dtype=np.float32),
                 )
             )
@@ -611,7 +700,7 @@ class NumbaLoopsBackend(Backend):
     def _layers(self, first: int, last: int, source: np.ndarray) -> np.ndarray:
         """Layers ``first`` to ``last - 1`` on ``source`` (see ``_run``), as (N, values)."""
         dest = np.empty((len(source), self._sizes[last - 1]), dtype=np.float32)
-        _run(source.reshape(len(source), -1), first, last, *self._arguments, dest)
+        _run(source.reshape(len(source), -1), first, last, *self._arguments, self._blocks, dest)
         return dest
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
