@@ -52,7 +52,7 @@ class Backend(abc.ABC):
     """A forward pass built from validated weight arrays (``cnnbench.network.weights`` layouts)."""
 
     name: str
-    #: seconds spent compiling at load (numba); None where nothing is compiled
+    #: seconds spent compiling at load, or loading numba's cached code; None where nothing compiles
     compile_s: float | None = None
 
     def __init__(self, arrays: dict[str, np.ndarray], architecture: Architecture) -> None:
