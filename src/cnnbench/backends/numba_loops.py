@@ -40,9 +40,9 @@ numba compiles once (at load, reported as ``compile_s``: about 10 s) and the sha
 values, as they were when this backend ran the seed network only. The machine code is cached on
 disk (numba's ``cache=True``: under NUMBA_CACHE_DIR if set, else in ``__pycache__`` beside this
 module, with the generated ``_block`` sources), so a later process loads it instead
-(``compile_s`` well under a second); numba compiles again when this file's content changes. ``_run`` runs a range of layers
-over a batch, one image at a time; ``predict`` runs them all, ``stages`` one each, the same
-machine code either way.
+(``compile_s`` well under a second); numba compiles again when this file changes (it compares
+the file's modification time and size). ``_run`` runs a range of layers over a batch, one image
+at a time; ``predict`` runs them all, ``stages`` one each, the same machine code either way.
 
 Layout, chosen so every inner loop runs over contiguous memory without branches:
 
@@ -377,8 +377,8 @@ def _block_folders() -> list[Path]:
 
 def _block_file(source: str) -> Path:
     """A file holding ``source``, named by its hash: numba caches only functions a source file
-    backs, and keys the cache on the file's content. Written atomically (pipeline jobs start
-    together), left alone once it holds ``source``."""
+    backs, and an edited block gets a file (and a cache) of its own. Written atomically
+    (pipeline jobs start together), left alone once it holds ``source``."""
     name = f"block_{hashlib.sha256(source.encode()).hexdigest()[:16]}.py"
     for folder in _block_folders():
         path = folder / name
