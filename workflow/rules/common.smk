@@ -20,7 +20,11 @@ shell.prefix(
 import cnnbench.network.architecture  # noqa: E402
 from cnnbench.backends import SLOW, module_name  # noqa: E402
 from cnnbench.common.sources import source_files  # noqa: E402
-from cnnbench.common.runtime import declared_threads  # noqa: E402
+from cnnbench.common.runtime import (  # noqa: E402
+    MIXED_POOLS_ENVIRONMENT,
+    declared_threads,
+    environment_prefix,
+)
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 ENV = "../../envs/cnnbench.yaml"
@@ -310,9 +314,11 @@ def workdir_relative(path):
         return str(path)
 
 
-def step(name):
-    """The shell command running cnnbench.steps.<name>; `step_sources` gives its source files."""
-    return f"python -m cnnbench.steps.{name} {{params.job}} > {{log}} 2>&1"
+def step(name, environment=None):
+    """The shell command running cnnbench.steps.<name>, with `environment` (a dict) set for it;
+    `step_sources` gives its source files."""
+    prefix = environment_prefix(environment or {})
+    return f"{prefix}python -m cnnbench.steps.{name} {{params.job}} > {{log}} 2>&1"
 
 
 def step_sources(name, backends=()):

@@ -95,7 +95,7 @@ rule train_numpy:
     conda:
         ENV
     shell:
-        step("train_numpy")
+        step("train_numpy", MIXED_POOLS_ENVIRONMENT)
 
 
 # The NumPy-trained weights through every fast backend (NUMPY_TRAINED_BACKENDS), then

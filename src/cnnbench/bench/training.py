@@ -13,18 +13,30 @@ step, batch by batch). Each repeat times four passes over the batches: NumPy alo
 alone, the twin, and the twin with OpenBLAS's threads left spinning into the PyTorch steps (as
 before ``release_blas_threads``). Prints the medians per step and each twin's ratio to the sum of
 the two alone (1.0: no contention between the libraries' thread pools).
+
+Run as a program, it starts itself again with the train_numpy job's environment
+(``MIXED_POOLS_ENVIRONMENT``: torch's OpenMP workers spin 30 000 times, not libgomp's 300 000,
+before they sleep), so the twin is measured as the pipeline runs it; a value set beforehand
+stays: ``GOMP_SPINCOUNT=300000 python -m cnnbench.bench.training ...`` measures libgomp's default.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from cnnbench.common.runtime import keep_freed_memory, load_average, set_threads
+from cnnbench.common.runtime import (
+    MIXED_POOLS_ENVIRONMENT,
+    keep_freed_memory,
+    load_average,
+    restart_with,
+    set_threads,
+)
 from cnnbench.data import load_split
 from cnnbench.network.architecture import SEED
 
@@ -117,10 +129,12 @@ def main(argv: list[str] | None = None) -> None:
         interleaved=args.interleaved,
     )
     medians = {name: statistics.median(values) for name, values in seconds.items()}
+    spin_count = os.environ.get("GOMP_SPINCOUNT", "unset (libgomp's default, 300000)")
     print(
         f"one epoch of {args.images} images, batch {args.batch_size}, {args.dtype}, "
         f"{args.threads} thread(s), {args.repeats} repeats; load average "
-        f"{loads(load_before)} before, {loads(load_average())} after"
+        f"{loads(load_before)} before, {loads(load_average())} after; "
+        f"GOMP_SPINCOUNT {spin_count}"
     )
     steps = -(-args.images // args.batch_size)
     for name, values in seconds.items():
@@ -137,4 +151,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    restart_with(MIXED_POOLS_ENVIRONMENT)
     main()

@@ -7,6 +7,7 @@ import ctypes
 import functools
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -107,6 +108,32 @@ def _openblas_thread_shutdowns() -> tuple:
             function.restype, function.argtypes = ctypes.c_int, []
             functions.append(function)
     return tuple(functions)
+
+
+# The other half of the twin run's contention: after each parallel region, torch's OpenMP
+# workers (libgomp) spin GOMP_SPINCOUNT times before they sleep. libgomp's default, 300 000
+# spins, is about 10 ms of CPU on this project's Zen 4 machines: after every PyTorch step a
+# worker spins through the first third of the NumPy step that follows, on a core OpenBLAS's
+# threads need. 30 000 stays longer than the gaps between one torch step's own parallel regions
+# (its workers sleep about as rarely there as with the default, so torch alone is no slower)
+# and ends the spin within about 1 ms. Threads and work partitioning are unchanged: every
+# result is the same bytes. libgomp reads it once, when torch loads it, so it is part of the
+# environment a process starts with: the train_numpy rule's command, and bench.training.
+MIXED_POOLS_ENVIRONMENT = {"GOMP_SPINCOUNT": "30000"}
+
+
+def environment_prefix(environment: dict[str, str]) -> str:
+    """``environment`` as the words that set it for a shell command: ``"KEY=value "``..."""
+    return "".join(f"{name}={shlex.quote(value)} " for name, value in environment.items())
+
+
+def restart_with(environment: dict[str, str]) -> None:
+    """Start this program again (same interpreter, same arguments) with ``environment`` added,
+    for settings a library reads only when it loads. Variables already set keep their value;
+    returns at once when every one is set."""
+    missing = {name: value for name, value in environment.items() if name not in os.environ}
+    if missing:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **missing})
 
 
 @contextlib.contextmanager
