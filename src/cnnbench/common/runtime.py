@@ -115,7 +115,7 @@ def _openblas_thread_shutdowns() -> tuple:
 # spins, is about 10 ms of CPU on this project's Zen 4 machines: after every PyTorch step a
 # worker spins through the first third of the NumPy step that follows, on a core OpenBLAS's
 # threads need. 30 000 still covers nearly all the gaps between one torch step's own parallel
-# regions (its worker sleeps 0.3-0.5 times a step, against none with the default: tens of
+# regions (its worker sleeps 0.1-0.5 times a step, against none with the default: tens of
 # microseconds of a 20-25 ms step) and ends the spin after about 1 ms (0.8 ms measured after
 # one region, up to 4 ms after a training step). Threads and work partitioning are unchanged: every
 # result is the same bytes. libgomp reads it once, when torch loads it, so it is part of the
