@@ -104,6 +104,11 @@ def assert_matches_torch(arrays, architecture, variant, x, labels) -> None:
     for name, gradient in grads.items():
         assert gradient.dtype == np.float64 and gradient.shape == expected[name].shape, name
         assert max_norm_relative_error(gradient, expected[name]) <= TORCH_TOLERANCE, name
+    # training's backward: the first layer's dx not computed, every parameter's gradient the same
+    training = network.backward(cache, cross_entropy_backward(logits, labels), input_gradient=False)
+    assert list(training) == list(architecture.parameter_shapes)
+    for name, gradient in training.items():
+        np.testing.assert_array_equal(gradient, grads[name], err_msg=name)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

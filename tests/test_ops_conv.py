@@ -186,6 +186,22 @@ def test_im2col_columns_and_col2im_adjoint():
         col2im(cols[:, :-1], x.shape, 3, 2, stride=2, padding=2)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_backward_without_the_input_gradient_gives_the_same_weight_gradients(variant, data):
+    """Training skips the first layer's dx: None, and dw, db the same bits as with it."""
+    problem = data.draw(conv_problems(MAX_IMAGE_SIZE[variant]))
+    backward = VARIANTS[variant][1]
+    args = (problem["dy"], problem["x"], problem["w"], problem["stride"], problem["padding"])
+    dx, dw, db = backward(*args, input_gradient=False)
+    full = backward(*args)
+    assert dx is None and full[0].shape == problem["x"].shape
+    np.testing.assert_array_equal(dw, full[1])
+    np.testing.assert_array_equal(db, full[2])
+    assert np.abs(db).max() > 0  # real values (dw is 0 where every window lies in the padding)
+
+
 @settings(max_examples=20, deadline=None)
 @given(problem=conv_problems(MAX_IMAGE_SIZE["im2col"]))
 def test_backward_reusing_the_forwards_columns_is_the_same(problem):

@@ -71,6 +71,15 @@ def test_linear_matches_torch(variant, n, features, outputs, seed):
         assert max_norm_relative_error(a, e) <= TORCH_TOLERANCE, name
 
 
+def test_linear_backward_gives_dx_batch_last():
+    """dx in (in, N) memory: the im2col convolution before a linear layer reads its gradient
+    in that layout without a transposing copy."""
+    p = linear_problem(5, 12, 3, seed=2)
+    dx = linear_backward(p["dy"], p["x"], p["w"])[0]
+    assert dx.shape == (5, 12) and dx.T.flags.c_contiguous
+    np.testing.assert_array_equal(dx, p["dy"] @ p["w"])
+
+
 def test_linear_variants_agree_to_round_off():
     p = linear_problem(3, 2048, 25, seed=4)
     loops = (linear_loops(p["x"], p["w"], p["b"]), *linear_backward_loops(p["dy"], p["x"], p["w"]))

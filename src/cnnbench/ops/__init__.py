@@ -7,8 +7,9 @@ Bad shapes, dtypes or geometry raise ``ValueError`` naming the argument.
 Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), Hout = (H + 2p - kh) // s + 1:
     conv2d_loops(x, w, b, stride=1, padding=0) -> y (N, O, Hout, Wout)     scalar Python loops
     conv2d_im2col(x, w, b, stride=1, padding=0) -> y                      im2col + one matmul
-    conv2d_backward_loops(dy, x, w, stride=1, padding=0) -> (dx, dw, db)
-    conv2d_backward_im2col(dy, x, w, stride=1, padding=0, cols=None) -> (dx, dw, db)
+    conv2d_backward_loops(dy, x, w, stride=1, padding=0, input_gradient=True) -> (dx, dw, db)
+    conv2d_backward_im2col(dy, x, w, stride=1, padding=0, cols=None, input_gradient=True)
+        -> (dx, dw, db); input_gradient=False: dx is None, not computed
     conv2d_im2col_with_columns(x, w, b, stride=1, padding=0) -> (y, {"cols": x's column matrix})
         the forward's column matrix, for the backward to reuse (``cols``) rather than rebuild
     im2col(x, kh, kw, stride=1, padding=0) -> cols (C*kh*kw, N*Hout*Wout)  building blocks
@@ -33,6 +34,7 @@ weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
     net = Network(arrays, architecture, variant="im2col", dtype=np.float32)  # or Network.from_file
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
+        (input_gradient=False, as training: no "input", and the first layer's dx not computed)
     net.stages() -> [(layer name, function of the layer's input)];  net.kinks(cache)
     Any architecture: conv, max and average pooling (im2col variant: the strided pooling), linear.
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):

@@ -107,12 +107,14 @@ def conv2d_backward_im2col(
     stride: int = 1,
     padding: int = 0,
     cols: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    input_gradient: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of :func:`conv2d_im2col` given ``dy`` = dLoss/dy.
 
     dw = dy_matrix @ cols.T (one matmul), dx = col2im(w_matrix.T @ dy_matrix). ``cols``: x's
     column matrix as the forward built it (:func:`conv2d_im2col_with_columns`); None: rebuilt
-    from ``x``.
+    from ``x``. ``input_gradient=False``: dx is not computed (None); training never needs the
+    first layer's, a matmul and a col2im it need not pay for.
     """
     out_h, out_w = check_conv2d_backward(dy, x, w, stride, padding)
     out_channels, _, kh, kw = w.shape
@@ -125,5 +127,9 @@ def conv2d_backward_im2col(
         )
     dy_matrix = dy.transpose(1, 2, 3, 0).reshape(out_channels, -1)  # (O, Hout*Wout*N)
     dw = (dy_matrix @ cols.T).reshape(w.shape)
-    dx = col2im(w.reshape(out_channels, -1).T @ dy_matrix, x.shape, kh, kw, stride, padding)
+    dx = (
+        col2im(w.reshape(out_channels, -1).T @ dy_matrix, x.shape, kh, kw, stride, padding)
+        if input_gradient
+        else None
+    )
     return dx, dw, dy_matrix.sum(axis=1)

@@ -75,13 +75,19 @@ def conv2d_loops(
 
 
 def conv2d_backward_loops(
-    dy: np.ndarray, x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: int = 1,
+    padding: int = 0,
+    input_gradient: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dw, db)`` of :func:`conv2d_loops` given ``dy`` = dLoss/dy, by scalar loops.
 
     Each output pixel's gradient g = dy[n, o, i, j] adds g to db[o], g * window[k] to
     dw[o, k] and g * w[o, k] to the gradient of window tap k; that lands on the tap's input
-    pixel in dx, where overlapping windows add up.
+    pixel in dx, where overlapping windows add up. ``input_gradient=False``: dx is not added up
+    and is returned as None (the first layer's, which training does not need).
     """
     out_h, out_w = check_conv2d_backward(dy, x, w, stride, padding)
     out_channels, _, kh, kw = w.shape
@@ -110,15 +116,17 @@ def conv2d_backward_loops(
                     for k in taps:
                         dkernel[k] += grad * window[k]
                         dwindow[k] += grad * kernel[k]
+                if not input_gradient:
+                    continue
                 k = 0
                 for drow in drows:  # back onto the window's input pixels, (c, ki, kj) order
                     for kj in kernel_cols:
                         drow[left + kj] += dwindow[k]
                         k += 1
         dx_padded.append(dimage)
-    dx = np.array(dx_padded, dtype=x.dtype)
+    dx = np.array(dx_padded, dtype=x.dtype) if input_gradient else None
     return (
-        dx[:, :, padding : padding + height, padding : padding + width],
+        None if dx is None else dx[:, :, padding : padding + height, padding : padding + width],
         np.array(dkernels, dtype=x.dtype).reshape(w.shape),
         np.array(dbiases, dtype=x.dtype),
     )

@@ -187,15 +187,24 @@ class Network:
         """Logits (N, classes) of images ``x`` (N, C, H, W)."""
         return self.forward(x)[0]
 
-    def backward(self, cache: ForwardCache, dlogits: np.ndarray) -> dict[str, np.ndarray]:
-        """dLoss/d(every parameter) by name, and dLoss/dx under ``"input"``, given dLoss/dlogits."""
+    def backward(
+        self, cache: ForwardCache, dlogits: np.ndarray, input_gradient: bool = True
+    ) -> dict[str, np.ndarray]:
+        """dLoss/d(every parameter) by name, and dLoss/dx under ``"input"``, given dLoss/dlogits.
+
+        ``input_gradient=False`` (training): no ``"input"``, and a first convolution or pooling
+        layer does not compute its input's gradient (a first linear layer's costs one small
+        matmul and is dropped).
+        """
         grads: dict[str, np.ndarray] = {}
         v = self.variant
         d = dlogits
+        first = self.architecture.layers[0].name
         for layer in reversed(self.architecture.layers):
             if layer.relu:
                 d = relu_backward(d, cache.preactivations[layer.name])
             h = cache.inputs[layer.name]
+            wanted = input_gradient or layer.name != first  # this layer's dx
             if layer.kind == CONV:
                 d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.conv2d_backward(
                     d,
@@ -204,6 +213,7 @@ class Network:
                     layer.stride,
                     layer.padding,
                     **cache.kept[layer.name],
+                    input_gradient=wanted,
                 )
             elif layer.kind == LINEAR:
                 d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.linear_backward(
@@ -211,11 +221,13 @@ class Network:
                 )
                 if layer.name == self._first_linear:
                     d = d.reshape(len(d), *self.architecture.feature_shape)
-            else:
+            elif wanted:
                 pool = v.maxpool2d_backward if layer.kind == MAXPOOL else v.avgpool2d_backward
                 d = pool(d, h, layer.kernel, layer.stride, layer.padding)
-        grads[INPUT_GRADIENT] = d
-        return {name: grads[name] for name in (*self.architecture.parameter_shapes, INPUT_GRADIENT)}
+        ordered = {name: grads[name] for name in self.architecture.parameter_shapes}
+        if input_gradient:
+            ordered[INPUT_GRADIENT] = d
+        return ordered
 
     def kinks(self, cache: ForwardCache) -> list[np.ndarray]:
         """Which piece of the piecewise-smooth network the forward pass took: each ReLU's sign
@@ -233,10 +245,10 @@ class Network:
         return pattern
 
     def loss_and_gradients(
-        self, x: np.ndarray, labels: np.ndarray
+        self, x: np.ndarray, labels: np.ndarray, input_gradient: bool = True
     ) -> tuple[np.floating, dict[str, np.ndarray]]:
         """Mean cross-entropy of ``x`` against ``labels``, and its gradients (see :meth:`backward`)."""
         logits, cache = self.forward(x)
         return cross_entropy(logits, labels), self.backward(
-            cache, cross_entropy_backward(logits, labels)
+            cache, cross_entropy_backward(logits, labels), input_gradient
         )

@@ -60,8 +60,8 @@ class NumpyTrainer:
 
     def step(self, x: np.ndarray, labels: np.ndarray) -> float:
         """One Adam step on the batch (``x`` in the network's dtype); the batch's mean loss."""
-        loss, gradients = self.network.loss_and_gradients(x, labels)
-        self.optimizer.step(gradients)  # steps the parameters; ignores dLoss/dx ("input")
+        loss, gradients = self.network.loss_and_gradients(x, labels, input_gradient=False)
+        self.optimizer.step(gradients)
         return float(loss)
 
     def parameters(self) -> dict[str, np.ndarray]:
