@@ -171,6 +171,20 @@ def test_relu_gradient_at_zero_is_zero_like_torch():
     np.testing.assert_array_equal(relu_backward(np.ones(3), x), [0.0, 0.0, 1.0])
 
 
+def test_relu_in_place_and_its_backward_from_the_output():
+    """The network computes ReLU over its input and keeps only the output for the backward."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 3, 5))
+    x[0, 0, :2] = 0.0  # the kink: the subgradient 0 from the input and from the output alike
+    dy = rng.standard_normal(x.shape)
+    expected, expected_dx = relu(x), relu_backward(dy, x)
+    in_place = x.copy()
+    assert relu(in_place, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, expected)
+    np.testing.assert_array_equal(relu_backward(dy, in_place), expected_dx)
+    assert 0 < np.count_nonzero(expected_dx) < x.size
+
+
 def test_relu_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"dy has shape \(2,\), expected \(3,\)"):
         relu_backward(np.ones(2), np.ones(3))

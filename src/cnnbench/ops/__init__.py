@@ -26,7 +26,7 @@ the kernel, padding <= kernel // 2; max pads with -inf, avg counts padding as ze
 Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indices):
     linear(x, w, b), linear_loops(x, w, b) -> y (N, out)
     linear_backward(dy, x, w), linear_backward_loops(dy, x, w) -> (dx, dw, db)
-    relu(x), relu_backward(dy, x)
+    relu(x, out=None), relu_backward(dy, x)  (x: the ReLU's input or output)
     softmax(z), log_softmax(z), cross_entropy(logits, labels) -> mean loss,
     cross_entropy_backward(logits, labels) -> dlogits
 Network (variant "loops" or "im2col"; ``architecture`` from ``cnnbench.network.architecture``,

@@ -33,13 +33,14 @@ def linear_backward(
     return (w.T @ dy.T).T, dy.T @ x, dy.sum(axis=0)
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """max(x, 0) elementwise."""
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """max(x, 0) elementwise; ``out=x``: in place."""
     check_array("x", x, None, "(any shape)")
-    return np.maximum(x, 0)
+    return np.maximum(x, 0, out=out)
 
 
 def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """dy where x > 0, else 0 (the subgradient 0 at x == 0, as PyTorch)."""
+    """dy where x > 0, else 0 (the subgradient 0 at x == 0, as PyTorch). ``x``: the ReLU's input
+    or its output, which is > 0 at the same places."""
     check_elementwise_backward(dy, x)
     return dy * (x > 0)
