@@ -140,6 +140,7 @@ def write_synthetic_results(
             "limit": None,
             "threads": 2,
         },
+        "train_numpy": {"dtype": "float32", "check_steps": 20, "threads": 1},
         "gradcheck": {"batch_size": 8, "samples": 20, "seed": 0},
         "inference": {
             "backends": list(backends),

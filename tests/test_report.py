@@ -84,6 +84,9 @@ def test_training_in_numpy(full_report):
     assert training.count("<img") == 3  # PyTorch curves, both overlaid, per-step divergence
     rows = re.findall(r"<tr>(.*?)</tr>", training.split('id="training-numpy-table"')[1], re.S)
     assert len(rows) == 4 and all("1.10×" in row for row in rows[1:])  # header + 3 epochs
+    # the NumPy run's threads are its own (1 here), the PyTorch run's train.threads (2)
+    assert "train_numpy.threads = 1" in text and "train.threads = 2" in text
+    assert "The thread counts differ" in text
 
 
 def test_summary_numbers_match_the_tables(full_report):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import figures, fmt
-from ..inputs import Results
+from ..inputs import Results, nested
 
 PARAMETER_TOLERANCE = 1e-9  # the float64 check's (cnnbench.steps.train_numpy)
 
@@ -40,6 +40,8 @@ def section(results: Results) -> dict[str, Any]:
         "check_passed": check.get("max_relative_parameter_difference", 1.0)
         <= check.get("parameter_tolerance", PARAMETER_TOLERANCE)
         and check.get("max_loss_relative_difference", 1.0) <= check.get("loss_tolerance", 0.0),
+        "numpy_threads": nested(results.config, "train_numpy", "threads"),
+        "torch_threads": nested(results.config, "train", "threads"),
         "final_divergence": "–",
         "overlay": None,
         "divergence": None,
