@@ -76,7 +76,7 @@ def compare_predictions(
 
 def run(job: Job) -> None:
     config, numpy_config = job.settings["train"], job.settings["train_numpy"]
-    set_threads(numpy_config["threads"])  # the NumPy weights come out the same at any count
+    set_threads(numpy_config["threads"])  # float32 NumPy weights come out the same at any count
     keep_freed_memory()  # each step's arrays reuse the last step's memory
     settings = train.TrainSettings(
         config["epochs"], config["batch_size"], config["lr"], config["seed"], "cpu", config["limit"]
