@@ -124,9 +124,13 @@ def conv2d_backward_loops(
                         drow[left + kj] += dwindow[k]
                         k += 1
         dx_padded.append(dimage)
-    dx = np.array(dx_padded, dtype=x.dtype) if input_gradient else None
+    dx = None
+    if input_gradient:
+        dx = np.array(dx_padded, dtype=x.dtype)[
+            :, :, padding : padding + height, padding : padding + width
+        ]
     return (
-        None if dx is None else dx[:, :, padding : padding + height, padding : padding + width],
+        dx,
         np.array(dkernels, dtype=x.dtype).reshape(w.shape),
         np.array(dbiases, dtype=x.dtype),
     )
