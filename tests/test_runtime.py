@@ -75,12 +75,22 @@ def test_set_threads_applies_to_torch_and_blas():
         set_threads(before)
 
 
+def dry_run_jobs(dry_run_output: str):
+    """Each job of a dry run: its rule and the indented lines Snakemake prints below it."""
+    for match in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n?)*)", dry_run_output, re.MULTILINE):
+        yield match.group(1), match.group(2)
+
+
+def job_field(job_lines: str, field: str) -> str | None:
+    found = re.search(rf"^\s+{field}: (.+)$", job_lines, re.MULTILINE)
+    return found and found.group(1)
+
+
 def declared_by_rule(dry_run_output: str) -> dict[str, set[int]]:
     """Threads each rule's jobs declare, read from a dry run (Snakemake omits `threads: 1`)."""
     declared: dict[str, set[int]] = {}
-    for match in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n?)*)", dry_run_output, re.MULTILINE):
-        threads = re.search(r"^\s+threads: (\d+)$", match.group(2), re.MULTILINE)
-        declared.setdefault(match.group(1), set()).add(int(threads.group(1)) if threads else 1)
+    for rule, lines in dry_run_jobs(dry_run_output):
+        declared.setdefault(rule, set()).add(int(job_field(lines, "threads") or 1))
     return declared
 
 
@@ -125,6 +135,24 @@ def test_cluster_job_declares_the_threads_it_was_submitted_with(
     assert {rule: declared[rule] for rule in expected} == {
         rule: {threads} for rule, threads in expected.items()
     }
+
+
+def test_the_long_single_thread_jobs_start_first_and_the_short_ones_fill_in_last(
+    tmp_path, run_snakemake
+):
+    """Priorities (Snakemake omits `priority: 0`): the NumPy training, then the loop backend's
+    shards, before every other job, so the short jobs run while the last shard finishes."""
+    result = run_snakemake(tmp_path, {}, "--dry-run", "--cores", "2", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    priorities: dict[str, set[int]] = {}
+    for rule, lines in dry_run_jobs(result.stdout + result.stderr):
+        if rule == "infer_shard":
+            rule += "/" + re.search(r"backend=(\w+)", job_field(lines, "wildcards")).group(1)
+        priorities.setdefault(rule, set()).add(int(job_field(lines, "priority") or 0))
+    assert priorities.pop("train_numpy") == {2}
+    assert priorities.pop("infer_shard/numpy_loops") == {1}
+    assert "infer_shard/numba_loops" in priorities and "infer_numpy_trained" in priorities
+    assert set().union(*priorities.values()) == {0}, priorities
 
 
 def with_src(environment: dict[str, str]) -> dict[str, str]:

@@ -199,6 +199,20 @@ def timed_inference_threads(wildcards):
     return timed_alone(wildcards)
 
 
+# ---------------------------------------------------------------------------- priorities
+# Of the jobs ready when a core frees, Snakemake starts those of highest priority. The long
+# single-thread jobs go first, the NumPy training (the longest) before the loop backend's shards;
+# the short ones (priority 0) come last, where they fill a core while the last shard finishes.
+# The timed jobs take every core, so they start only once both are free: the sooner the shards
+# end together, the sooner they run (README, "Quick start": how the jobs packed).
+PRIORITY_NUMPY_TRAINING = 2
+PRIORITY_LOOP_SHARD = 1
+
+
+def shard_priority(wildcards):
+    return PRIORITY_LOOP_SHARD if wildcards.backend in SLOW else 0
+
+
 # ---------------------------------------------------------------------------- files
 WEIGHTS = "model/weights.npz"  # in the training's folder (TRAINED), like the rest of model/
 WEIGHTS_NUMPY = "model/weights_numpy.npz"  # the NumPy trainer's (rule train_numpy)

@@ -25,6 +25,7 @@ rule infer_shard:
     benchmark:
         f"{EXP}/benchmarks/infer_{{backend}}_{{shard}}.tsv"
     threads: timed_inference_threads
+    priority: shard_priority
     resources:
         mem_mb=2048,
         # The loop backend needs ~0.2-0.4 s per image; everything else takes seconds.

@@ -89,6 +89,7 @@ rule train_numpy:
     benchmark:
         f"{TRAINED}/benchmarks/train_numpy.tsv"
     threads: numpy_training_threads
+    priority: PRIORITY_NUMPY_TRAINING
     resources:
         mem_mb=4096,
         runtime=240,
