@@ -68,15 +68,15 @@ def col2im(
         )
     blocks = cols.reshape(channels, kh, kw, out_h, out_w, n_images)
     dx = np.zeros((channels, height, width, n_images), dtype=cols.dtype)
-    column_taps = [_inside(out_w, width, kj, stride, padding) for kj in range(kw)]
+    column_taps = [taps_inside(out_w, width, kj, stride, padding) for kj in range(kw)]
     for ki in range(kh):
-        out_rows, rows = _inside(out_h, height, ki, stride, padding)
+        out_rows, rows = taps_inside(out_h, height, ki, stride, padding)
         for kj, (out_columns, columns) in enumerate(column_taps):
             dx[:, rows, columns] += blocks[:, ki, kj, out_rows, out_columns]
     return dx.transpose(3, 0, 1, 2)
 
 
-def _inside(out: int, size: int, offset: int, stride: int, padding: int) -> tuple[slice, slice]:
+def taps_inside(out: int, size: int, offset: int, stride: int, padding: int) -> tuple[slice, slice]:
     """Along one axis, for kernel tap ``offset``: the output positions i whose input position
     stride * i + offset - padding lies in the image (0 .. size - 1), and those positions."""
     first = max(0, -((offset - padding) // stride))  # ceil((padding - offset) / stride)

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cnnbench.ops.checks import PoolGeometry, check_pool2d, check_pool2d_backward
+from cnnbench.ops.im2col import taps_inside
 
 Kernel = int | tuple[int, int]
 
@@ -248,13 +249,17 @@ def avgpool2d_strided(
 def avgpool2d_backward_strided(
     dy: np.ndarray, x: np.ndarray, kernel: Kernel, stride: int | None = None, padding: int = 0
 ) -> np.ndarray:
-    """dx of :func:`avgpool2d_strided`: dy / (kh*kw) added back onto every window."""
+    """dx of :func:`avgpool2d_strided`: dy / (kh*kw) added back onto every window's real pixels,
+    one strided add per kernel offset of the taps inside the image (as ``ops.im2col.col2im``)."""
     g = check_pool2d_backward(dy, x, kernel, stride, padding)
     share = dy.transpose(1, 2, 3, 0) / (g.kh * g.kw)
-    n_images, channels, height, width = x.shape
-    p = g.padding
-    padded = np.zeros_like(x, shape=(n_images, channels, height + 2 * p, width + 2 * p))
+    height, width = x.shape[2:]
+    dx = np.zeros_like(x)
+    batch_last = dx.transpose(1, 2, 3, 0)
     # reverse row-major offset order: for each pixel, the outputs' row-major order (torch's)
-    for _, view in reversed(list(_offsets(padded.transpose(1, 2, 3, 0), g))):
-        view += share
-    return padded[:, :, p : p + height, p : p + width]
+    for ki in reversed(range(g.kh)):
+        out_rows, rows = taps_inside(g.out_h, height, ki, g.sh, g.padding)
+        for kj in reversed(range(g.kw)):
+            out_columns, columns = taps_inside(g.out_w, width, kj, g.sw, g.padding)
+            batch_last[:, rows, columns] += share[:, out_rows, out_columns]
+    return dx
