@@ -42,3 +42,18 @@ def test_bench_across_processes(mnist_dir, weights_path, tmp_path):
     # the summary printed is the one recorded
     first = record["per_process"][0]["latency"]["onnxruntime"] * 1e6
     assert f"{first:.1f} us" in out
+
+
+def test_bench_across_processes_stops_at_a_failing_process_with_its_one_line_error(
+    weights_path, tmp_path
+):
+    missing = tmp_path / "missing.gz"
+    command = [sys.executable, "-m", "cnnbench.bench", "--weights", str(weights_path)]
+    command += ["--test-images", str(missing), "--processes", "3", "--no-stages"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stdout.count("=== process") == 1
+    assert result.stderr.strip().splitlines() == [
+        f"python -m cnnbench.bench: error: {missing}: cannot read ([Errno 2] No such file or "
+        f"directory: '{missing}')"
+    ]

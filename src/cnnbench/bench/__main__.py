@@ -210,8 +210,12 @@ def across_processes(args: argparse.Namespace, argv: list[str]) -> None:
         for k in range(args.processes):
             path = Path(folder) / f"{k}.json"
             print(f"\n=== process {k + 1} of {args.processes} ===", flush=True)
-            command = [sys.executable, "-m", "cnnbench.bench", *child_argv, "--no-stages"]
-            subprocess.run([*command, "--json", str(path)], check=True)
+            command = [sys.executable, "-m", "cnnbench.bench", *child_argv, "--json", str(path)]
+            if "--no-stages" not in command:
+                command.append("--no-stages")
+            status = subprocess.run(command).returncode
+            if status:  # the process has said why (one line); stop there, with its status
+                sys.exit(status)
             results.append(json.loads(path.read_text()))
     names = list(results[0]["latency"])
     print(
