@@ -47,3 +47,28 @@ def test_a_second_process_loads_the_compiled_code(tmp_path):
     second = _process(cache_dir)
     assert second["run"] == [1, 0] and second["blocks"] == [1, 1]  # loaded, nothing compiled
     assert second["logits"] == first["logits"]
+
+
+WIDTHS = """
+import json, re
+import llvmlite.binding
+from cnnbench.backends import numba_loops
+block = numba_loops._compile_blocks()[0]
+print(json.dumps({
+    "avx512": "+avx512f" in llvmlite.binding.get_host_cpu_features().flatten().split(","),
+    "widths": sorted({int(n) for n in re.findall(r"<(\\d+) x float>", block.inspect_llvm())}),
+}))
+"""
+
+
+def test_the_block_is_vectorised_at_the_cpus_whole_width(tmp_path):
+    """On an AVX-512 CPU, ``_block``'s sums are 16-float vectors, not LLVM's preferred 8 on some
+    Intel CPUs (``numba_full_width_vectors``), so its 8 x 32 sums fit the registers."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    env.pop("NUMBA_CPU_FEATURES", None)
+    result = subprocess.run(
+        [sys.executable, "-c", WIDTHS], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout)
+    assert max(record["widths"]) == (16 if record["avx512"] else 8), record

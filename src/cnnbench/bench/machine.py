@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnbench.common.files import write_json
-from cnnbench.common.runtime import load_average, set_threads
+from cnnbench.common.runtime import load_average, numba_full_width_vectors, set_threads
 
 PEAKS = ("matmul", "onnxruntime_matmul", "numba_dot")  # the compute rates measured
 CACHE_FOLDER = Path("/sys/devices/system/cpu/cpu0/cache")
@@ -101,6 +101,8 @@ def onnxruntime_matmul_gflops(size: int = MATMUL_SIZE, rounds: int = ROUNDS) -> 
 
 def _kernels():
     import numba
+
+    numba_full_width_vectors()  # numba_loops' vector width, so the rate is the one it can reach
 
     @numba.njit(fastmath=True)
     def dot(a, b, repeats):

@@ -16,7 +16,12 @@ from pathlib import Path
 
 from cnnbench.common.files import write_json
 from cnnbench.common.job import Job, run_job
-from cnnbench.common.runtime import load_average, set_threads
+from cnnbench.common.runtime import (
+    NO_256_BIT_PREFERENCE,
+    load_average,
+    numba_full_width_vectors,
+    set_threads,
+)
 
 PACKAGES = (
     "numpy",
@@ -62,7 +67,10 @@ def collect(threads: int) -> dict:
     import torch
     from threadpoolctl import threadpool_info
 
-    host_features = llvmlite.binding.get_host_cpu_features().flatten().split(",")
+    numba_full_width_vectors()  # as numba_loops compiles
+    features = (
+        numba.config.CPU_FEATURES or llvmlite.binding.get_host_cpu_features().flatten()
+    ).split(",")
     load = load_average()
     return {
         "cpu_model": cpu_model(),
@@ -77,10 +85,11 @@ def collect(threads: int) -> dict:
         "blas_environment": {
             k: v for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS")
         },
-        "numba_cpu": {  # what numba compiles for, unless NUMBA_CPU_NAME/FEATURES override it
+        "numba_cpu": {  # what numba compiles for (NUMBA_CPU_NAME/FEATURES, where set)
             "name": numba.config.CPU_NAME or llvmlite.binding.get_host_cpu_name(),
-            "features": numba.config.CPU_FEATURES
-            or sorted(feature[1:] for feature in host_features if feature.startswith("+")),
+            "features": sorted(feature[1:] for feature in features if feature.startswith("+")),
+            # LLVM's 256-bit preference lifted (numba_full_width_vectors: AVX-512 CPUs)
+            "full_width_vectors": NO_256_BIT_PREFERENCE in features,
         },
         "load_average": load,
         "platform": platform.platform(),
