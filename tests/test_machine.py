@@ -45,6 +45,34 @@ def test_footprints_double_from_l1_to_four_times_the_last_level():
     assert sizes[-1] == 4 * 1024**2 and sizes[-2] < 4 * 1024**2
 
 
+def _clocked(call_seconds: float):
+    """A fake clock and a function each call of which advances it by ``call_seconds``."""
+    now = [0.0]
+    calls = []
+
+    def function():
+        calls.append(1)
+        now[0] += call_seconds
+
+    return function, (lambda: now[0]), calls
+
+
+@pytest.mark.parametrize(
+    ("call_seconds", "budget", "timed_calls"),
+    [
+        (0.001, None, 100),  # no budget: every round
+        (0.001, 0.5, 100),  # short calls: the budget holds all 100
+        (0.02, 0.5, 25),  # 25 calls fill the budget
+        (0.13, 0.5, machine.MIN_ROUNDS),  # a 2 GiB triad: the minimum, not 3 of them per budget
+    ],
+)
+def test_best_seconds_takes_fewer_rounds_of_long_calls(call_seconds, budget, timed_calls):
+    function, clock, calls = _clocked(call_seconds)
+    best = machine.best_seconds(function, 100, clock, budget=budget)
+    assert len(calls) == 1 + timed_calls  # one untimed call first
+    assert best == pytest.approx(call_seconds)
+
+
 def test_roofs_take_the_best_rate_that_fits_each_level():
     caches = [{"level": 1, "bytes": 32}, {"level": 2, "bytes": 128}, {"level": 3, "bytes": 512}]
     bandwidth = [

@@ -13,7 +13,7 @@
     python -m cnnbench.bench.machine [--json results/machine.json]
 
 Best-of timings of short calls (the machine's capability, not a typical call: on a shared machine
-some short calls run undisturbed); a few seconds in all.
+some short calls run undisturbed); a few seconds in all, more where the last cache is large.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ MATMUL_SIZE = 384  # float32 operands in the L2 cache; about a millisecond a cal
 BYTES_PER_CALL = 2_000_000  # each triad call repeats its pass until about this much has moved
 TRIAD_STREAMS = 3  # b and c read, a written: 12 bytes per float32 element
 ROUNDS = 100  # best of, for every rate: short calls, so some run undisturbed
+# a triad footprint's calls stop after about this long (but at least MIN_ROUNDS): beyond the
+# last cache a call is one pass over up to 4x its size (2 GiB where the L3 holds 480 MiB: 0.13 s
+# a call, 100 rounds 13 s; the whole step took 34 s, alone on the machine, as a timed job)
+SECONDS_PER_FOOTPRINT = 0.5
+MIN_ROUNDS = 3
 
 
 def caches(folder: Path = CACHE_FOLDER) -> list[dict]:
@@ -57,10 +62,17 @@ def caches(folder: Path = CACHE_FOLDER) -> list[dict]:
     return sorted(found, key=lambda cache: cache["level"])
 
 
-def best_seconds(function, rounds: int, clock=time.perf_counter) -> float:
+def best_seconds(
+    function, rounds: int, clock=time.perf_counter, budget: float | None = None
+) -> float:
     """The fastest of ``rounds`` calls (after one untimed): short calls, many of them, so on a
-    shared machine some run without being descheduled."""
+    shared machine some run without being descheduled. ``budget`` (seconds): fewer rounds where
+    the untimed call says they would take longer, but at least MIN_ROUNDS."""
+    started = clock()
     function()
+    if budget is not None:
+        first = clock() - started
+        rounds = min(rounds, max(MIN_ROUNDS, int(budget / first) if first > 0 else rounds))
     best = float("inf")
     for _ in range(rounds):
         started = clock()
@@ -145,7 +157,8 @@ def footprints(last_level_bytes: int) -> list[int]:
 
 def triad_bandwidth(sizes: list[int], bytes_per_call: float = BYTES_PER_CALL) -> list[dict]:
     """[{"bytes": footprint, "gb_per_s": best triad bandwidth}] for each footprint: the kernel
-    repeats its pass to move about ``bytes_per_call`` (at least one pass), best of ROUNDS."""
+    repeats its pass to move about ``bytes_per_call`` (at least one pass), best of ROUNDS (of
+    fewer, down to MIN_ROUNDS, where they would take over SECONDS_PER_FOOTPRINT)."""
     _, triad = _kernels()
     rows = []
     for footprint in sizes:
@@ -155,7 +168,9 @@ def triad_bandwidth(sizes: list[int], bytes_per_call: float = BYTES_PER_CALL) ->
         c = np.full(n, 2.0, np.float32)
         repeats = max(1, int(bytes_per_call // (TRIAD_STREAMS * 4 * n)))
         best = best_seconds(
-            lambda a=a, b=b, c=c, r=repeats: triad(a, b, c, np.float32(0.5), r), ROUNDS
+            lambda a=a, b=b, c=c, r=repeats: triad(a, b, c, np.float32(0.5), r),
+            ROUNDS,
+            budget=SECONDS_PER_FOOTPRINT,
         )
         moved = TRIAD_STREAMS * 4 * n * repeats
         rows.append({"bytes": TRIAD_STREAMS * 4 * n, "gb_per_s": moved / best / 1e9})
