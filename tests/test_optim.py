@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnbench.ops import Adam
+from cnnbench.ops import Adam, optim
 
 SHAPES = {"w": (64, 32, 3, 3), "b": (7,), "fc": (250, 48)}
 
@@ -84,3 +84,34 @@ def test_adam_rejects_missing_or_mismatched_gradients():
     with pytest.raises(ValueError, match="parameter 'p' must be a floating NumPy array"):
         Adam({"p": np.zeros(3, dtype=np.int64)})
     assert adam.steps == 0
+
+
+def test_adam_in_pieces_gives_the_bytes_of_adam_on_whole_arrays(monkeypatch):
+    """Parameters larger than one piece (``CHUNK_BYTES``), and one not C-contiguous, are updated
+    exactly as whole arrays are: the same bytes after several steps."""
+    rng = np.random.default_rng(1)
+    start = {
+        "big": rng.standard_normal((37, 101)).astype(np.float32),  # 3 pieces and a partial one
+        "small": rng.standard_normal(5).astype(np.float32),
+        "transposed": rng.standard_normal((29, 31)).astype(np.float32).T,  # F-contiguous
+    }
+    steps = [
+        {name: rng.standard_normal(value.shape).astype(np.float32) for name, value in start.items()}
+        for _ in range(4)
+    ]
+
+    def final(chunk_bytes):
+        monkeypatch.setattr(optim, "CHUNK_BYTES", chunk_bytes)
+        parameters = {name: value.copy(order="K") for name, value in start.items()}
+        adam = Adam(parameters, lr=1e-2)
+        for gradients in steps:
+            adam.step(gradients)
+        return parameters, adam
+
+    pieces, adam = final(4 * 1000)
+    whole, _ = final(2**40)
+    assert len(range(0, start["big"].size, 1000)) == 4
+    for name in start:
+        assert pieces[name].tobytes() == whole[name].tobytes(), name
+        assert not np.array_equal(pieces[name], start[name]), name  # it did move
+    assert adam.exp_avg["big"].tobytes() != np.zeros_like(start["big"]).tobytes()

@@ -26,6 +26,13 @@ import numpy as np
 
 from cnnbench.ops.checks import check_array
 
+# Each parameter is updated a piece of at most this many bytes at a time, all of the update's
+# dozen passes over one piece before the next: the seed network's fc1 (2 MB, with its moments,
+# gradient and scratch 12 MB) would otherwise stream through the caches a dozen times a step.
+# The same arithmetic on every element, so the same bytes; 2-3 % of a training step on a 2-core
+# Xeon (2 MiB L2), in-process A/B at 1 and 2 threads.
+CHUNK_BYTES = 256 * 1024
+
 
 class Adam:
     """Adam over a dict of parameter arrays, updated in place by :meth:`step`.
@@ -83,23 +90,43 @@ class Adam:
         step_size = self.lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
         for name, parameter in self.parameters.items():
-            grad = gradients[name]
-            exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
-            buffer, update = self._buffers[name]
-            # exp_avg.lerp_(grad, 1 - beta1); weight < 0.5: self + weight * (end - self)
-            np.subtract(grad, exp_avg, out=buffer)
-            buffer *= 1 - self.beta1
-            exp_avg += buffer
-            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            exp_avg_sq *= self.beta2
-            np.multiply(grad, 1 - self.beta2, out=buffer)
-            buffer *= grad
-            exp_avg_sq += buffer
-            # denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            np.sqrt(exp_avg_sq, out=buffer)
-            buffer /= bias_correction2_sqrt
-            buffer += self.eps
-            # param.addcdiv_(exp_avg, denom, value=-step_size): param + (-step_size * m) / denom
-            np.multiply(exp_avg, -step_size, out=update)
-            update /= buffer
-            parameter += update
+            arrays = (
+                parameter,
+                gradients[name],
+                self.exp_avg[name],
+                self.exp_avg_sq[name],
+                *self._buffers[name],
+            )
+            if not parameter.flags.c_contiguous:  # no flat view to write through: whole
+                self._update(*arrays, step_size, bias_correction2_sqrt)
+                continue
+            # flat views (the moments and scratch are laid out as the parameter); the
+            # gradient, only read, may be a flat copy
+            flat = [array.reshape(-1) for array in arrays]
+            piece = max(1, CHUNK_BYTES // parameter.itemsize)
+            for start in range(0, parameter.size, piece):
+                self._update(
+                    *(array[start : start + piece] for array in flat),
+                    step_size,
+                    bias_correction2_sqrt,
+                )
+
+    def _update(self, parameter, grad, exp_avg, exp_avg_sq, buffer, update, step_size, bc2_sqrt):
+        """One piece of one parameter: torch's operations in torch's order, in place."""
+        # exp_avg.lerp_(grad, 1 - beta1); weight < 0.5: self + weight * (end - self)
+        np.subtract(grad, exp_avg, out=buffer)
+        buffer *= 1 - self.beta1
+        exp_avg += buffer
+        # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        exp_avg_sq *= self.beta2
+        np.multiply(grad, 1 - self.beta2, out=buffer)
+        buffer *= grad
+        exp_avg_sq += buffer
+        # denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+        np.sqrt(exp_avg_sq, out=buffer)
+        buffer /= bc2_sqrt
+        buffer += self.eps
+        # param.addcdiv_(exp_avg, denom, value=-step_size): param + (-step_size * m) / denom
+        np.multiply(exp_avg, -step_size, out=update)
+        update /= buffer
+        parameter += update
