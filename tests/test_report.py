@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -419,6 +420,44 @@ def test_a_point_above_the_roofs_is_an_error(tmp_path):
     where = _section(render(load_results(*named_inputs(tmp_path))), "where")
     above = re.search(r'id="above-roof">(.*?)</div>', where, re.S).group(1)
     assert re.findall(r"<li>(.*?)</li>", above) == ["onnxruntime, batch 1, conv3"]
+
+
+def test_where_each_backend_trails_the_peer(tmp_path):
+    """Per hand-written backend and batch size the peer was split at too: its layers' time over
+    the peer's, each layer's ratio, and the layer that differs the most, from layers.csv."""
+    write_synthetic_results(tmp_path)
+    path = tmp_path / "results" / "layers.csv"
+    layers = pd.read_csv(path)
+    slow = (layers.backend == "numpy_im2col") & (layers.batch_size == 250)
+    layers.loc[slow & (layers.layer == "conv2"), "seconds"] *= 1.5
+    # the peer's fc2 as slow as numpy_im2col's: its largest layer, but no gap there
+    peer_fc2 = (
+        (layers.backend == "onnxruntime") & (layers.batch_size == 250) & (layers.layer == "fc2")
+    )
+    layers.loc[peer_fc2, "seconds"] *= 14
+    layers.to_csv(path, index=False)
+    where = _section(render(load_results(*named_inputs(tmp_path))), "where")
+    listed = where.split('id="where-peer"')[1].split("</ul>")[0]
+    sentences = [html.unescape(s) for s in re.findall(r"<li>(.*?)</li>", listed)]
+    # torch (the reference) and onnxruntime (the peer) get none; numba_loops was not split;
+    # numpy_loops's batch 2 has no onnxruntime split to hold it to
+    assert [s.split(":")[0] for s in sentences] == [
+        "numpy_im2col, batch 1",
+        "numpy_im2col, batch 250",
+        "numpy_loops, batch 1",
+    ]
+    mine = layers[slow].set_index("layer")["seconds"]
+    peer = layers.query("backend == 'onnxruntime' and batch_size == 250").set_index("layer")
+    theirs = peer["seconds"]
+    ratios = ", ".join(f"{n} {fmt.ratio(mine[n] / theirs[n])}" for n in theirs.index)
+    gap = mine["conv2"] - theirs["conv2"]
+    assert sentences[1] == (
+        f"numpy_im2col, batch 250: {fmt.ratio(mine.sum() / theirs.sum())} onnxruntime's time "
+        f"({fmt.duration(mine.sum())} against {fmt.duration(theirs.sum())} an image); "
+        f"by layer {ratios}; conv2 differs the most ({fmt.duration(gap)} slower)."
+    )
+    assert "conv2 21.0×" in sentences[1] and "fc2 1.00×" in sentences[1]  # 1.5 x 14; 14 / 14
+    assert "fc2 differs the most" in sentences[0]  # the largest layer: the widest gap
 
 
 def test_where_follows_any_architecture(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnnbench.backends import PEERS, REFERENCE
 from cnnbench.network.architecture import CONV, ArchitectureError, from_dict
 
 from .. import figures, fmt
@@ -118,6 +119,7 @@ def section(results: Results) -> dict[str, Any] | None:
         "roofline": figures.roofline(points, peak, roofs, machine) if points else None,
         "above": [p for p in points if p["above"]],
         "sentences": _sentences(points, order) if points else [],
+        "against_peer": _against_peer(table, order),
         "has_roofs": bool(points),
     }
 
@@ -243,4 +245,38 @@ def _sentences(points: list[dict[str, Any]], order: list[str]) -> list[str]:
                 f"{fmt.percent(efficiency, 0)} of the roofs"
             )
         sentences.append(f"{name} (batch 1) is limited by {cause}; {share}.")
+    return sentences
+
+
+def _against_peer(table: pd.DataFrame, order: list[str]) -> list[str]:
+    """Per hand-written backend and batch size both it and the production peer were split at: its
+    time against the peer's, layer by layer, and the layer that differs the most. Where a
+    backend trails the peer, this says in which layers (each backend's layers as it was split)."""
+    peer = next((name for name in order if name in PEERS), None)
+    if peer is None:
+        return []
+    seconds = table.groupby(["backend", "batch_size", "layer"], sort=False)["seconds"].first()
+    layers = list(dict.fromkeys(table["layer"]))
+    sentences = []
+    for name in order:
+        if name in PEERS or name == REFERENCE:
+            continue
+        for size in sorted(set(table.loc[table["backend"] == name, "batch_size"])):
+            if (peer, size) not in seconds.droplevel("layer").index:
+                continue
+            mine = seconds.loc[(name, size)].reindex(layers)
+            theirs = seconds.loc[(peer, size)].reindex(layers)
+            if mine.isna().any() or theirs.isna().any() or (theirs <= 0).any():
+                continue
+            gaps = mine - theirs
+            widest = gaps.abs().idxmax()
+            by_layer = ", ".join(
+                f"{layer} {fmt.ratio(mine[layer] / theirs[layer])}" for layer in layers
+            )
+            sentences.append(
+                f"{name}, batch {size}: {fmt.ratio(mine.sum() / theirs.sum())} {peer}'s time "
+                f"({fmt.duration(mine.sum())} against {fmt.duration(theirs.sum())} an image); "
+                f"by layer {by_layer}; {widest} differs the most "
+                f"({fmt.duration(abs(gaps[widest]))} {'slower' if gaps[widest] > 0 else 'faster'})."
+            )
     return sentences
