@@ -435,6 +435,11 @@ def test_where_each_backend_trails_the_peer(tmp_path):
         (layers.backend == "onnxruntime") & (layers.batch_size == 250) & (layers.layer == "fc2")
     )
     layers.loc[peer_fc2, "seconds"] *= 14
+    # a layer the peer's profiler timed at 0 (fused into another) gets no ratio of its own
+    peer_fc1 = (
+        (layers.backend == "onnxruntime") & (layers.batch_size == 1) & (layers.layer == "fc1")
+    )
+    layers.loc[peer_fc1, "seconds"] = 0.0
     layers.to_csv(path, index=False)
     where = _section(render(load_results(*named_inputs(tmp_path))), "where")
     listed = where.split('id="where-peer"')[1].split("</ul>")[0]
@@ -458,6 +463,7 @@ def test_where_each_backend_trails_the_peer(tmp_path):
     )
     assert "conv2 21.0×" in sentences[1] and "fc2 1.00×" in sentences[1]  # 1.5 x 14; 14 / 14
     assert "fc2 differs the most" in sentences[0]  # the largest layer: the widest gap
+    assert "conv3 14.0×, fc1 –, fc2 14.0×" in sentences[0]
 
 
 def test_where_follows_any_architecture(tmp_path):

@@ -119,7 +119,7 @@ def section(results: Results) -> dict[str, Any] | None:
         "roofline": figures.roofline(points, peak, roofs, machine) if points else None,
         "above": [p for p in points if p["above"]],
         "sentences": _sentences(points, order) if points else [],
-        "against_peer": _against_peer(table, order),
+        "against_peer": _against_peer(table, order, [layer.name for layer in architecture.layers]),
         "has_roofs": bool(points),
     }
 
@@ -248,15 +248,15 @@ def _sentences(points: list[dict[str, Any]], order: list[str]) -> list[str]:
     return sentences
 
 
-def _against_peer(table: pd.DataFrame, order: list[str]) -> list[str]:
+def _against_peer(table: pd.DataFrame, order: list[str], layers: list[str]) -> list[str]:
     """Per hand-written backend and batch size both it and the production peer were split at: its
     time against the peer's, layer by layer, and the layer that differs the most. Where a
-    backend trails the peer, this says in which layers (each backend's layers as it was split)."""
+    backend trails the peer, this says in which layers (each backend's layers as it was split;
+    a layer the peer's profiler timed at 0, fused into another, gets no ratio)."""
     peer = next((name for name in order if name in PEERS), None)
     if peer is None:
         return []
     seconds = table.groupby(["backend", "batch_size", "layer"], sort=False)["seconds"].first()
-    layers = list(dict.fromkeys(table["layer"]))
     sentences = []
     for name in order:
         if name in PEERS or name == REFERENCE:
@@ -266,12 +266,13 @@ def _against_peer(table: pd.DataFrame, order: list[str]) -> list[str]:
                 continue
             mine = seconds.loc[(name, size)].reindex(layers)
             theirs = seconds.loc[(peer, size)].reindex(layers)
-            if mine.isna().any() or theirs.isna().any() or (theirs <= 0).any():
+            if mine.isna().any() or theirs.isna().any() or theirs.sum() <= 0:
                 continue
             gaps = mine - theirs
             widest = gaps.abs().idxmax()
             by_layer = ", ".join(
-                f"{layer} {fmt.ratio(mine[layer] / theirs[layer])}" for layer in layers
+                f"{layer} {fmt.ratio(mine[layer] / theirs[layer] if theirs[layer] > 0 else None)}"
+                for layer in layers
             )
             sentences.append(
                 f"{name}, batch {size}: {fmt.ratio(mine.sum() / theirs.sum())} {peer}'s time "
