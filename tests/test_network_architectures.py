@@ -109,6 +109,25 @@ def assert_matches_torch(arrays, architecture, variant, x, labels) -> None:
     assert list(training) == list(architecture.parameter_shapes)
     for name, gradient in training.items():
         np.testing.assert_array_equal(gradient, grads[name], err_msg=name)
+    # on two threads (NumpyTrainer): handed over layer by layer, from the last, before the
+    # chain passes the layer (the loops variant: all at the end); computed after the weights
+    # changed, they are the same, as they read only the cache and the gradients
+    handed = []
+    left = network.backward(cache, cross_entropy_backward(logits, labels), False, handed.append)
+    assert left == {}
+    for value in network.parameters.values():
+        value *= 3
+    computed = [compute() for compute in handed]
+    with_parameters = [layer.name for layer in architecture.layers if layer.parameter_count]
+    if variant == "im2col":
+        assert [list(part) for part in computed] == [
+            [f"{name}.weight", f"{name}.bias"] for name in reversed(with_parameters)
+        ]
+    else:
+        assert [list(part) for part in computed] == [list(architecture.parameter_shapes)]
+    for part in computed:
+        for name, gradient in part.items():
+            np.testing.assert_array_equal(gradient, grads[name], err_msg=name)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -8,8 +8,8 @@ Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), Hout = (H + 
     conv2d_loops(x, w, b, stride=1, padding=0) -> y (N, O, Hout, Wout)     scalar Python loops
     conv2d_im2col(x, w, b, stride=1, padding=0) -> y                      im2col + one matmul
     conv2d_backward_loops(dy, x, w, stride=1, padding=0, input_gradient=True) -> (dx, dw, db)
-    conv2d_backward_im2col(dy, x, w, stride=1, padding=0, cols=None, input_gradient=True)
-        -> (dx, dw, db); input_gradient=False: dx is None, not computed
+    conv2d_backward_im2col(dy, x, w, stride=1, padding=0, cols=None, input_gradient=True,
+        parameter_gradients=True) -> (dx, dw, db); a flag False: those are None, not computed
     conv2d_im2col_with_columns(x, w, b, stride=1, padding=0) -> (y, {"cols": x's column matrix})
         the forward's column matrix, for the backward to reuse (``cols``) rather than rebuild
     im2col(x, kh, kw, stride=1, padding=0) -> cols (C*kh*kw, N*Hout*Wout)  building blocks
@@ -25,7 +25,8 @@ the kernel, padding <= kernel // 2; max pads with -inf, avg counts padding as ze
     window in row-major order wins, a NaN always; see ``cnnbench.ops.pool``).
 Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indices):
     linear(x, w, b), linear_loops(x, w, b) -> y (N, out)
-    linear_backward(dy, x, w), linear_backward_loops(dy, x, w) -> (dx, dw, db)
+    linear_backward(dy, x, w, input_gradient=True, parameter_gradients=True) -> (dx, dw, db)
+    linear_backward_loops(dy, x, w) -> (dx, dw, db)
     relu(x, out=None), relu_backward(dy, x)  (x: the ReLU's input or output)
     softmax(z), log_softmax(z), cross_entropy(logits, labels) -> mean loss,
     cross_entropy_backward(logits, labels) -> dlogits
@@ -35,10 +36,13 @@ weights from ``cnnbench.network.weights.load_weights(path, architecture)``):
     logits, cache = net.forward(x);  grads = net.backward(cache, dlogits)
     loss, grads = net.loss_and_gradients(x, labels)  # grads: every parameter name, and "input"
         (input_gradient=False, as training: no "input", and the first layer's dx not computed)
+    net.backward(cache, dlogits, input_gradient, defer=f): each layer's parameter gradients
+        handed over as f(compute) instead, for another thread (the NumPy trainer at 2 threads)
     net.stages() -> [(layer name, function of the layer's input)];  net.kinks(cache)
     Any architecture: conv, max and average pooling (im2col variant: the strided pooling), linear.
 Optimiser (NumPy; arithmetic as torch.optim.Adam's, torch's defaults):
     opt = Adam(net.parameters, lr=1e-3);  opt.step(grads)  # updates net.parameters in place
+    step = opt.begin_step();  opt.update(name, grad, step)   # the same, one parameter at a time
 Inference-tuned im2col forward (NHWC buffers reused across calls; the numpy_im2col backend):
     Im2colInference(arrays, architecture).logits(x) -> float32 logits (N, classes); .stages(): per layer
 

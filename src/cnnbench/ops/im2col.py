@@ -120,13 +120,15 @@ def conv2d_backward_im2col(
     padding: int = 0,
     cols: np.ndarray | None = None,
     input_gradient: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    parameter_gradients: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients ``(dx, dw, db)`` of :func:`conv2d_im2col` given ``dy`` = dLoss/dy.
 
     dw = dy_matrix @ cols.T (one matmul), dx = col2im(w_matrix.T @ dy_matrix). ``cols``: x's
     column matrix as the forward built it (:func:`conv2d_im2col_with_columns`); None: rebuilt
     from ``x``. ``input_gradient=False``: dx is not computed (None); training never needs the
-    first layer's, a matmul and a col2im it need not pay for.
+    first layer's, a matmul and a col2im it need not pay for. ``parameter_gradients=False``:
+    nor are dw and db; the two halves, called apart, give the numbers of one call.
     """
     out_h, out_w = check_conv2d_backward(dy, x, w, stride, padding)
     out_channels, _, kh, kw = w.shape
@@ -138,13 +140,13 @@ def conv2d_backward_im2col(
             f"{(w[0].size, out_h * out_w * x.shape[0])}"
         )
     dy_matrix = dy.transpose(1, 2, 3, 0).reshape(out_channels, -1)  # (O, Hout*Wout*N)
-    # dw = dy_matrix @ cols.T, computed as its transpose: the same numbers, which OpenBLAS
-    # computes 10-30 % faster where the sum (pixels x images) is long against few output rows,
-    # as in the default network's inner convolutions
-    dw = (cols @ dy_matrix.T).T.reshape(w.shape)
-    dx = (
-        col2im(w.reshape(out_channels, -1).T @ dy_matrix, x.shape, kh, kw, stride, padding)
-        if input_gradient
-        else None
-    )
-    return dx, dw, dy_matrix.sum(axis=1)
+    dx = dw = db = None
+    if parameter_gradients:
+        # dw = dy_matrix @ cols.T, computed as its transpose: the same numbers, which OpenBLAS
+        # computes 10-30 % faster where the sum (pixels x images) is long against few output
+        # rows, as in the default network's inner convolutions
+        dw = (cols @ dy_matrix.T).T.reshape(w.shape)
+        db = dy_matrix.sum(axis=1)
+    if input_gradient:
+        dx = col2im(w.reshape(out_channels, -1).T @ dy_matrix, x.shape, kh, kw, stride, padding)
+    return dx, dw, db

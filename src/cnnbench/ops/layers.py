@@ -21,16 +21,24 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def linear_backward(
-    dy: np.ndarray, x: np.ndarray, w: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    input_gradient: bool = True,
+    parameter_gradients: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients ``(dx, dw, db)`` of :func:`linear` given ``dy`` = dLoss/dy (N, out).
 
     dx is computed as ``(w.T @ dy.T).T``, the same numbers as ``dy @ w`` in batch-last memory:
     the layout the im2col convolution keeps its activations in, so that a convolution's backward
     after the first linear layer needs no transposing copy of its gradient (0.8 ms a step).
+    ``input_gradient=False``: dx is None; ``parameter_gradients=False``: dw and db are None.
     """
     check_linear_backward(dy, x, w)
-    return (w.T @ dy.T).T, dy.T @ x, dy.sum(axis=0)
+    dx = (w.T @ dy.T).T if input_gradient else None
+    if not parameter_gradients:
+        return dx, None, None
+    return dx, dy.T @ x, dy.sum(axis=0)
 
 
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -46,6 +46,11 @@ from cnnbench.ops.pool import (
 INPUT_GRADIENT = "input"  # key of dLoss/dx among the gradients, beside the parameter names
 
 
+def _parameter_gradients(backward: Callable, names: tuple[str, str]) -> dict[str, np.ndarray]:
+    """A layer's weight and bias gradients from its backward ``partial``, without its dx."""
+    return dict(zip(names, backward(input_gradient=False)[1:], strict=True))
+
+
 @dataclass(frozen=True)
 class Variant:
     """The layer functions one implementation of the network is built from."""
@@ -61,6 +66,9 @@ class Variant:
     maxpool2d_backward: Callable[..., np.ndarray]
     avgpool2d: Callable[..., np.ndarray]
     avgpool2d_backward: Callable[..., np.ndarray]
+    # conv2d_backward and linear_backward take input_gradient and parameter_gradients flags,
+    # so a layer's input gradient and its parameters' can be computed apart (Network.backward)
+    splits_backward: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -87,6 +95,7 @@ VARIANTS: dict[str, Variant] = {
         maxpool2d_backward_strided,
         avgpool2d_strided,
         avgpool2d_backward_strided,
+        splits_backward=True,
     ),
 }
 
@@ -192,16 +201,29 @@ class Network:
         return self.forward(x)[0]
 
     def backward(
-        self, cache: ForwardCache, dlogits: np.ndarray, input_gradient: bool = True
+        self,
+        cache: ForwardCache,
+        dlogits: np.ndarray,
+        input_gradient: bool = True,
+        defer: Callable[[Callable[[], dict[str, np.ndarray]]], None] | None = None,
     ) -> dict[str, np.ndarray]:
         """dLoss/d(every parameter) by name, and dLoss/dx under ``"input"``, given dLoss/dlogits.
 
         ``input_gradient=False`` (training): no ``"input"``, and a first convolution or pooling
         layer does not compute its input's gradient (a first linear layer's costs one small
         matmul and is dropped).
+
+        ``defer`` (training on two threads): each layer's parameter gradients are left out of
+        the result and handed over as ``defer(compute)``, ``compute()`` returning them by name,
+        before the chain of input gradients goes through that layer. ``compute`` reads only the
+        cache and gradients nothing changes, so it may run at once, on another thread, beside
+        the chain; but the chain reads the layer's weights, so they must stay as they are until
+        the next ``defer`` call or until this returns. The same numbers either way; a variant
+        that cannot split a layer's backward hands them all over at the end.
         """
         grads: dict[str, np.ndarray] = {}
         v = self.variant
+        split = defer is not None and v.splits_backward
         d = dlogits
         first = self.architecture.layers[0].name
         for layer in reversed(self.architecture.layers):
@@ -209,26 +231,41 @@ class Network:
                 d = relu_backward(d, cache.activations[layer.name])
             h = cache.inputs[layer.name]
             wanted = input_gradient or layer.name != first  # this layer's dx
-            if layer.kind == CONV:
-                d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.conv2d_backward(
-                    d,
-                    h,
-                    self.parameters[f"{layer.name}.weight"],
-                    layer.stride,
-                    layer.padding,
-                    **cache.kept[layer.name],
-                    input_gradient=wanted,
-                )
-            elif layer.kind == LINEAR:
-                d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = v.linear_backward(
-                    d, h, self.parameters[f"{layer.name}.weight"]
-                )
-                if layer.name == self._first_linear:
+            if layer.kind in (CONV, LINEAR):
+                if layer.kind == CONV:
+                    backward = partial(
+                        v.conv2d_backward,
+                        d,
+                        h,
+                        self.parameters[f"{layer.name}.weight"],
+                        layer.stride,
+                        layer.padding,
+                        **cache.kept[layer.name],
+                    )
+                else:
+                    backward = partial(
+                        v.linear_backward, d, h, self.parameters[f"{layer.name}.weight"]
+                    )
+                names = (f"{layer.name}.weight", f"{layer.name}.bias")
+                if split:
+                    defer(partial(_parameter_gradients, backward, names))
+                    d = backward(input_gradient=wanted, parameter_gradients=False)[0]
+                else:
+                    # the loops' linear backward always computes dx
+                    flags = {"input_gradient": wanted} if layer.kind == CONV else {}
+                    d, *parameters = backward(**flags)
+                    grads.update(zip(names, parameters, strict=True))
+                if layer.name == self._first_linear and d is not None:
                     d = d.reshape(len(d), *self.architecture.feature_shape)
             elif wanted:
                 pool = v.maxpool2d_backward if layer.kind == MAXPOOL else v.avgpool2d_backward
                 d = pool(d, h, layer.kernel, layer.stride, layer.padding)
-        ordered = {name: grads[name] for name in self.architecture.parameter_shapes}
+        ordered = {
+            name: grads[name] for name in self.architecture.parameter_shapes if name in grads
+        }
+        if defer is not None and not split:  # computed here after all: handed over at the end
+            computed, ordered = ordered, {}
+            defer(lambda: computed)
         if input_gradient:
             ordered[INPUT_GRADIENT] = d
         return ordered

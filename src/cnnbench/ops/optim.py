@@ -72,44 +72,57 @@ class Adam:
         }
 
     def step(self, gradients: dict[str, np.ndarray]) -> None:
-        """One Adam update of every parameter, in place, from ``gradients`` (by name)."""
-        for name, parameter in self.parameters.items():
+        """One Adam update of every parameter, in place, from ``gradients`` (by name); every
+        gradient is checked before any parameter changes."""
+        for name in self.parameters:
             if name not in gradients:
                 raise ValueError(f"no gradient for parameter {name!r}")
-            grad = gradients[name]
-            check_array(f"gradient {name!r}", grad, None, str(parameter.shape))
-            if grad.shape != parameter.shape or grad.dtype != parameter.dtype:
-                raise ValueError(
-                    f"gradient {name!r} is {grad.dtype} {grad.shape}, expected its parameter's "
-                    f"{parameter.dtype} {parameter.shape}"
-                )
+            self._check(name, gradients[name])
+        step = self.begin_step()
+        for name in self.parameters:
+            self._apply(name, gradients[name], step)
+
+    def begin_step(self) -> tuple[float, float]:
+        """Count a step; its constants for :meth:`update`: the step size and the square root of
+        the second moment's bias correction. :meth:`step` is this, then every parameter's
+        update; apart, the updates may come in any order, from any thread, one per parameter."""
         self.steps += 1
         step = float(self.steps)  # torch keeps the count as a tensor and reads it with .item()
-        bias_correction1 = 1 - self.beta1**step
-        bias_correction2 = 1 - self.beta2**step
-        step_size = self.lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2**0.5
-        for name, parameter in self.parameters.items():
-            arrays = (
-                parameter,
-                gradients[name],
-                self.exp_avg[name],
-                self.exp_avg_sq[name],
-                *self._buffers[name],
+        step_size = self.lr / (1 - self.beta1**step)
+        return step_size, (1 - self.beta2**step) ** 0.5
+
+    def update(self, name: str, grad: np.ndarray, step: tuple[float, float]) -> None:
+        """Parameter ``name``'s update from its gradient, with :meth:`begin_step`'s constants."""
+        self._check(name, grad)
+        self._apply(name, grad, step)
+
+    def _check(self, name: str, grad: np.ndarray) -> None:
+        parameter = self.parameters[name]
+        check_array(f"gradient {name!r}", grad, None, str(parameter.shape))
+        if grad.shape != parameter.shape or grad.dtype != parameter.dtype:
+            raise ValueError(
+                f"gradient {name!r} is {grad.dtype} {grad.shape}, expected its parameter's "
+                f"{parameter.dtype} {parameter.shape}"
             )
-            if not parameter.flags.c_contiguous:  # no flat view to write through: whole
-                self._update(*arrays, step_size, bias_correction2_sqrt)
-                continue
-            # flat views (the moments and scratch are laid out as the parameter); the
-            # gradient, only read, may be a flat copy
-            flat = [array.reshape(-1) for array in arrays]
-            piece = max(1, CHUNK_BYTES // parameter.itemsize)
-            for start in range(0, parameter.size, piece):
-                self._update(
-                    *(array[start : start + piece] for array in flat),
-                    step_size,
-                    bias_correction2_sqrt,
-                )
+
+    def _apply(self, name: str, grad: np.ndarray, step: tuple[float, float]) -> None:
+        parameter = self.parameters[name]
+        arrays = (
+            parameter,
+            grad,
+            self.exp_avg[name],
+            self.exp_avg_sq[name],
+            *self._buffers[name],
+        )
+        if not parameter.flags.c_contiguous:  # no flat view to write through: whole
+            self._update(*arrays, *step)
+            return
+        # flat views (the moments and scratch are laid out as the parameter); the gradient,
+        # only read, may be a flat copy
+        flat = [array.reshape(-1) for array in arrays]
+        piece = max(1, CHUNK_BYTES // parameter.itemsize)
+        for start in range(0, parameter.size, piece):
+            self._update(*(array[start : start + piece] for array in flat), *step)
 
     def _update(self, parameter, grad, exp_avg, exp_avg_sq, buffer, update, step_size, bc2_sqrt):
         """One piece of one parameter: torch's operations in torch's order, in place."""
