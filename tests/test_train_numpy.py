@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import mnist_splits, run_step
 
+from cnnbench.common.numerics import max_norm_relative_error
 from cnnbench.common.runtime import set_threads
+from cnnbench.data import to_model_input
 from cnnbench.network.architecture import SEED, build
 from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import train as torch_trainer
@@ -47,6 +49,37 @@ def test_im2col_training_follows_torch_for_200_steps_in_float64(splits):
     assert np.mean([row["loss_numpy"] for row in rows[-25:]]) < 0.5
     # Round-off does accumulate, far below the tolerance: visible, not zero.
     assert max(row["max_relative_parameter_difference"] for row in rows) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_callers_take_the_steps_of_one(splits, dtype):
+    """At 2 BLAS threads a step's backward runs on two Python threads (the chain of input
+    gradients here, each layer's weight gradients and Adam update on a helper, BLAS on one
+    thread each): float32 gives the bytes of one caller; float64 (dgemm's sums depend on its
+    threads) the same steps to rounding."""
+    images, labels = splits[0]
+    x = to_model_input(images[:512]).astype(dtype)
+    batches = [(x[i : i + 128], labels[i : i + 128].astype(np.int64)) for i in range(0, 512, 128)]
+    initial = train.initial_weights(0, SEED)
+    trained = {}
+    try:
+        for threads in (1, 2):
+            set_threads(threads)
+            trainer = train_numpy.NumpyTrainer(initial, SEED, 1e-3, dtype)
+            losses = [trainer.step(*batch) for _ in range(3) for batch in batches]
+            assert (trainer._helper is not None) == (threads == 2)  # the two-caller path ran
+            trained[threads] = losses, trainer.parameters()
+    finally:
+        set_threads(1)
+    (losses_one, one), (losses_two, two) = trained[1], trained[2]
+    assert losses_two[-1] < losses_two[0]  # it learns
+    assert losses_two == (losses_one if dtype == np.float32 else pytest.approx(losses_one, 1e-12))
+    for name in SEED.parameter_shapes:
+        assert not np.array_equal(two[name], initial[name]), name  # every parameter moved
+        if dtype == np.float32:
+            assert two[name].tobytes() == one[name].tobytes(), name
+        else:
+            assert max_norm_relative_error(two[name], one[name]) <= 1e-12, name
 
 
 def test_loops_network_takes_the_same_steps(splits):

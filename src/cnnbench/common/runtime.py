@@ -119,17 +119,38 @@ def release_blas_threads() -> None:
         shutdown()
 
 
+def blas_threads() -> int:
+    """The threads NumPy's OpenBLAS (pthreads) uses now; 1 without one."""
+    return max((library.num_threads for library in _openblas_libraries()), default=1)
+
+
+def set_blas_threads(threads: int) -> None:
+    """Only OpenBLAS's thread count (pthreads builds), through its own setter: cheap enough to
+    change between the parts of a training step. Lowering it leaves the idle workers spinning
+    (``release_blas_threads`` after it ends them; before it, the setter would start them again)."""
+    for library in _openblas_libraries():
+        library.set_num_threads(threads)
+
+
+@functools.cache
+def _openblas_libraries() -> tuple:
+    """threadpoolctl's controller of each loaded pthreads OpenBLAS (looked up once a process)."""
+    from threadpoolctl import ThreadpoolController
+
+    return tuple(
+        library
+        for library in ThreadpoolController().lib_controllers
+        if library.internal_api == "openblas"
+        and library.info().get("threading_layer") == "pthreads"
+    )
+
+
 @functools.cache
 def _openblas_thread_shutdowns() -> tuple:
     """``blas_thread_shutdown_`` of each loaded pthreads OpenBLAS (looked up once a process)."""
-    from threadpoolctl import ThreadpoolController
-
     functions = []
-    for library in ThreadpoolController().lib_controllers:
-        info = library.info()
-        if info["internal_api"] != "openblas" or info.get("threading_layer") != "pthreads":
-            continue
-        function = getattr(ctypes.CDLL(info["filepath"]), "blas_thread_shutdown_", None)
+    for library in _openblas_libraries():
+        function = getattr(ctypes.CDLL(library.filepath), "blas_thread_shutdown_", None)
         if function is not None:
             function.restype, function.argtypes = ctypes.c_int, []
             functions.append(function)

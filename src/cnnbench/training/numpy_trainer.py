@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +24,16 @@ import torch
 from torch import nn
 
 from cnnbench.common.numerics import max_norm_relative_error
-from cnnbench.common.runtime import progress, release_blas_threads
+from cnnbench.common.runtime import (
+    blas_threads,
+    progress,
+    release_blas_threads,
+    set_blas_threads,
+)
 from cnnbench.data import to_model_input
 from cnnbench.network.architecture import Architecture
 from cnnbench.network.torch_model import model_from_weights
-from cnnbench.ops import Adam, Network, cross_entropy
+from cnnbench.ops import Adam, Network, cross_entropy, cross_entropy_backward
 from cnnbench.training.seeding import EVAL_BATCH, TrainSettings, epoch_orders, training_subset
 
 STEP_COLUMNS = (
@@ -41,8 +47,22 @@ STEP_COLUMNS = (
 )
 
 
+# BLAS threads at which a step's backward pass runs on two Python threads (NumpyTrainer.step)
+TWO_CALLERS = 2
+
+
 class NumpyTrainer:
-    """The NumPy network (``variant``, ``dtype``) from ``initial`` weights, trained by Adam."""
+    """The NumPy network (``variant``, ``dtype``) from ``initial`` weights, trained by Adam.
+
+    Where BLAS has two threads (``set_threads(2)``), a step's backward pass runs on two: this
+    one follows the chain of input gradients, a helper computes each layer's weight gradients
+    and its Adam update as soon as the chain has used that layer's weights (``Network.backward``'s
+    ``defer``), each calling BLAS on one thread. One caller leaves the other core idle through
+    NumPy's one-thread work (col2im, ReLU, Adam: half the step); two fill both cores. The
+    forward pass keeps both BLAS threads. The same operations on the same arrays: the same
+    float32 bytes as one caller (OpenBLAS's sgemm gives them at any thread count). With more
+    threads a step stays one caller with BLAS on all of them (two callers measured on 2 cores).
+    """
 
     def __init__(
         self,
@@ -57,12 +77,58 @@ class NumpyTrainer:
             {name: np.array(value) for name, value in initial.items()}, architecture, variant, dtype
         )
         self.optimizer = Adam(self.network.parameters, lr=lr)
+        self._helper: ThreadPoolExecutor | None = None  # the second caller, at the first need
 
     def step(self, x: np.ndarray, labels: np.ndarray) -> float:
         """One Adam step on the batch (``x`` in the network's dtype); the batch's mean loss."""
+        if blas_threads() == TWO_CALLERS:
+            return self._step_on_two_callers(x, labels)
         loss, gradients = self.network.loss_and_gradients(x, labels, input_gradient=False)
         self.optimizer.step(gradients)
         return float(loss)
+
+    def _step_on_two_callers(self, x: np.ndarray, labels: np.ndarray) -> float:
+        logits, cache = self.network.forward(x)
+        loss = cross_entropy(logits, labels)
+        dlogits = cross_entropy_backward(logits, labels)
+        # one BLAS thread per caller; then end the idle worker, which would spin on the core
+        # the helper needs (in this order: setting the count starts the workers again)
+        set_blas_threads(1)
+        release_blas_threads()
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="numpy-trainer")
+        helper, step = self._helper, self.optimizer.begin_step()
+        tasks: list[Future] = []  # on the helper, in order: a layer's gradients, its update, ...
+        layers: list[tuple[Callable, Future]] = []  # (compute, its task): the layers so far
+
+        def defer(compute: Callable[[], dict[str, np.ndarray]]) -> None:
+            if layers:  # the chain has left the layer before: its weights may change now
+                tasks.append(helper.submit(self._update_from, layers[-1][1], step))
+            layers.append((compute, helper.submit(compute)))
+            tasks.append(layers[-1][1])
+
+        try:
+            self.network.backward(cache, dlogits, input_gradient=False, defer=defer)
+            if layers:
+                compute, task = layers[-1]
+                if task.cancel():  # the helper is behind: this thread takes the last layer
+                    tasks.remove(task)
+                    self._update(compute(), step)
+                else:
+                    tasks.append(helper.submit(self._update_from, task, step))
+        finally:
+            wait(tasks)  # nothing of this step changes a parameter after it returns
+            set_blas_threads(TWO_CALLERS)
+        for task in tasks:
+            task.result()  # raises what a helper task raised
+        return float(loss)
+
+    def _update(self, gradients: dict[str, np.ndarray], step: tuple[float, float]) -> None:
+        for name, gradient in gradients.items():
+            self.optimizer.update(name, gradient, step)
+
+    def _update_from(self, gradients: Future, step: tuple[float, float]) -> None:
+        self._update(gradients.result(), step)
 
     def parameters(self) -> dict[str, np.ndarray]:
         return self.network.parameters
