@@ -257,13 +257,12 @@ def _against_peer(table: pd.DataFrame, order: list[str], layers: list[str]) -> l
     if peer is None:
         return []
     seconds = table.groupby(["backend", "batch_size", "layer"], sort=False)["seconds"].first()
+    sizes = table.groupby("backend")["batch_size"].unique()
     sentences = []
     for name in order:
         if name in PEERS or name == REFERENCE:
             continue
-        for size in sorted(set(table.loc[table["backend"] == name, "batch_size"])):
-            if (peer, size) not in seconds.droplevel("layer").index:
-                continue
+        for size in sorted(set(sizes[name]) & set(sizes[peer])):
             mine = seconds.loc[(name, size)].reindex(layers)
             theirs = seconds.loc[(peer, size)].reindex(layers)
             if mine.isna().any() or theirs.isna().any() or theirs.sum() <= 0:
