@@ -5,6 +5,7 @@ Architecture, in float64, forward and backward; and the gradient check on non-de
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from cnnbench.data import load_split, to_model_input
 from cnnbench.network.architecture import SEED, build
 from cnnbench.network.torch_model import model_from_weights
 from cnnbench.ops import INPUT_GRADIENT, VARIANTS, Network, cross_entropy, cross_entropy_backward
+from cnnbench.ops import network as ops_network
 from cnnbench.steps import gradcheck
 from cnnbench.training.seeding import initial_weights
 
@@ -136,6 +138,27 @@ def assert_matches_torch(arrays, architecture, variant, x, labels) -> None:
 def test_random_networks_match_torch_in_float64(variant, data):
     arrays, architecture, x, labels = data.draw(networks(MAC_BUDGET[variant]))
     assert_matches_torch(arrays, architecture, variant, x, labels)
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_relu_backward_in_place_gives_the_bits_of_a_new_array(data):
+    """backward computes each ReLU's gradient over the chain's own array where that has the
+    activation's memory order: the float32 bits of a new array, the bias sums included."""
+    arrays, architecture, _, _ = data.draw(networks(MAC_BUDGET["im2col"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.uniform(0, 1, (33, *architecture.input_shape)).astype(np.float32)
+    labels = rng.integers(0, architecture.classes, len(x))
+    network = Network(arrays, architecture, "im2col", np.float32)
+    logits, cache = network.forward(x)
+    in_place = network.backward(cache, cross_entropy_backward(logits, labels))
+    with mock.patch.object(ops_network, "relu_backward", lambda dy, x, out=None: dy * (x > 0)):
+        new_arrays = network.backward(cache, cross_entropy_backward(logits, labels))
+    assert any(gradient.any() for gradient in new_arrays.values())  # real values
+    for name, gradient in new_arrays.items():
+        np.testing.assert_array_equal(
+            in_place[name].view(np.uint32), gradient.view(np.uint32), err_msg=name
+        )
 
 
 @pytest.fixture(scope="module")

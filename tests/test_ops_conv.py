@@ -186,6 +186,36 @@ def test_im2col_columns_and_col2im_adjoint():
         col2im(cols[:, :-1], x.shape, 3, 2, stride=2, padding=2)
 
 
+def col2im_by_adding(cols, x_shape, kh, kw, stride, padding) -> np.ndarray:
+    """col2im by its definition: every column added onto its window of a zero padded image,
+    offsets in row-major order, the padding cut off at the end."""
+    n, channels, height, width = x_shape
+    out_h = (height + 2 * padding - kh) // stride + 1
+    out_w = (width + 2 * padding - kw) // stride + 1
+    blocks = cols.reshape(channels, kh, kw, out_h, out_w, n)
+    padded = np.zeros((channels, height + 2 * padding, width + 2 * padding, n), cols.dtype)
+    for ki in range(kh):
+        for kj in range(kw):
+            rows = slice(ki, ki + (out_h - 1) * stride + 1, stride)
+            columns = slice(kj, kj + (out_w - 1) * stride + 1, stride)
+            padded[:, rows, columns] += blocks[:, ki, kj]
+    return padded[:, padding : padding + height, padding : padding + width].transpose(3, 0, 1, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problem=conv_problems(13))
+def test_col2im_gives_the_sums_of_its_definition_bit_for_bit(problem):
+    """Training's float32 weights rest on these bits: the first offset reaching a pixel is
+    copied, the others added in row-major order, as onto zeros; pixels no window reaches are 0."""
+    x, (_, _, kh, kw) = problem["x"], problem["w"].shape
+    geometry = (kh, kw, problem["stride"], problem["padding"])
+    rng = np.random.default_rng(int(abs(x.flat[0]) * 1e6))
+    cols = rng.standard_normal(im2col(x, *geometry).shape).astype(np.float32)
+    actual, expected = col2im(cols, x.shape, *geometry), col2im_by_adding(cols, x.shape, *geometry)
+    assert actual.dtype == np.float32
+    np.testing.assert_array_equal(actual.view(np.uint32), expected.view(np.uint32))
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @settings(max_examples=20, deadline=None)
 @given(data=st.data())

@@ -27,7 +27,7 @@ Linear (w is (out, in)), ReLU, loss (over the last axis; labels are class indice
     linear(x, w, b), linear_loops(x, w, b) -> y (N, out)
     linear_backward(dy, x, w, input_gradient=True, parameter_gradients=True) -> (dx, dw, db)
     linear_backward_loops(dy, x, w) -> (dx, dw, db)
-    relu(x, out=None), relu_backward(dy, x)  (x: the ReLU's input or output)
+    relu(x, out=None), relu_backward(dy, x, out=None)  (x: the ReLU's input or output)
     softmax(z), log_softmax(z), cross_entropy(logits, labels) -> mean loss,
     cross_entropy_backward(logits, labels) -> dlogits
 Network (variant "loops" or "im2col"; ``architecture`` from ``cnnbench.network.architecture``,

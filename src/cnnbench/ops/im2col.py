@@ -11,6 +11,8 @@ free transpose; the backward needs no transposed copy of the (large) column matr
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from cnnbench.network.architecture import conv_output_size
@@ -52,9 +54,12 @@ def col2im(
     """Adjoint of :func:`im2col`: add each column back onto the window it came from.
 
     Overlapping windows accumulate; input pixels no window reaches (when the stride does not
-    divide H + 2*padding - kh) get zero.  One strided add per kernel offset (kh*kw in all), of
+    divide H + 2*padding - kh) get zero.  One strided write per kernel offset (kh*kw in all), of
     the taps that land inside the image: those on the padding are dropped, not added up in a
-    padded array that is then cut (conv3's col2im alone: 1.15 ms before, 0.83 ms after).
+    padded array that is then cut (conv3's col2im alone: 1.15 ms before, 0.83 ms after). Where an
+    offset is the first to reach a pixel, its value is copied rather than added to a zero (one
+    pass over the result fewer; the same sums in the same order, but that a -0.0 stays -0.0):
+    conv3's col2im, batch 128, 0.67 -> 0.54 ms, conv2's 1.20 -> 0.99 ms on a 2-core Xeon.
     Returns (N, C, H, W), a view of a (C, H, W, N) array.
     """
     n_images, channels, height, width = x_shape
@@ -67,13 +72,51 @@ def col2im(
             f"for x of shape {tuple(x_shape)} and a {kh}x{kw} kernel"
         )
     blocks = cols.reshape(channels, kh, kw, out_h, out_w, n_images)
-    dx = np.zeros((channels, height, width, n_images), dtype=cols.dtype)
-    column_taps = [taps_inside(out_w, width, kj, stride, padding) for kj in range(kw)]
+    dx = np.empty((channels, height, width, n_images), dtype=cols.dtype)
+    row_runs, rows_reached = _tap_runs(out_h, height, kh, stride, padding)
+    column_runs, columns_reached = _tap_runs(out_w, width, kw, stride, padding)
+    dx[:, ~rows_reached] = 0
+    dx[:, :, ~columns_reached] = 0
+    # a pixel's offsets in row-major order, as they were added to zero before: the first one
+    # reaching it is the first along rows and the first along columns
     for ki in range(kh):
-        out_rows, rows = taps_inside(out_h, height, ki, stride, padding)
-        for kj, (out_columns, columns) in enumerate(column_taps):
-            dx[:, rows, columns] += blocks[:, ki, kj, out_rows, out_columns]
+        for out_rows, rows, first_row in row_runs[ki]:
+            for kj in range(kw):
+                for out_columns, columns, first_column in column_runs[kj]:
+                    taps = blocks[:, ki, kj, out_rows, out_columns]
+                    if first_row and first_column:
+                        dx[:, rows, columns] = taps
+                    else:
+                        dx[:, rows, columns] += taps
     return dx.transpose(3, 0, 1, 2)
+
+
+def _tap_runs(
+    out: int, size: int, kernel: int, stride: int, padding: int
+) -> tuple[list[list[tuple[slice, slice, bool]]], np.ndarray]:
+    """Along one axis, for each kernel offset: its taps inside the image (:func:`taps_inside`)
+    cut into runs of (output positions, input positions, first), ``first`` where no smaller
+    offset reaches those input positions; and which input positions any offset reaches."""
+    reached = np.zeros(size, dtype=bool)
+    runs = []
+    for offset in range(kernel):
+        out_positions, in_positions = taps_inside(out, size, offset, stride, padding)
+        positions = np.arange(size)[in_positions]
+        first = ~reached[positions]
+        reached[positions] = True
+        edges = [0, *(np.flatnonzero(np.diff(first)) + 1), len(positions)]
+        runs.append(
+            [
+                (
+                    slice(out_positions.start + start, out_positions.start + stop),
+                    slice(positions[start], positions[stop - 1] + 1, stride),
+                    bool(first[start]),
+                )
+                for start, stop in itertools.pairwise(edges)
+                if stop > start  # none where no tap is inside
+            ]
+        )
+    return runs, reached
 
 
 def taps_inside(out: int, size: int, offset: int, stride: int, padding: int) -> tuple[slice, slice]:

@@ -47,8 +47,8 @@ def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.maximum(x, 0, out=out)
 
 
-def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+def relu_backward(dy: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """dy where x > 0, else 0 (the subgradient 0 at x == 0, as PyTorch). ``x``: the ReLU's input
-    or its output, which is > 0 at the same places."""
+    or its output, which is > 0 at the same places. ``out=dy``: in place."""
     check_elementwise_backward(dy, x)
-    return dy * (x > 0)
+    return np.multiply(dy, x > 0, out=out)

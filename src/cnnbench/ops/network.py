@@ -228,7 +228,11 @@ class Network:
         first = self.architecture.layers[0].name
         for layer in reversed(self.architecture.layers):
             if layer.relu:
-                d = relu_backward(d, cache.activations[layer.name])
+                # in place: d is the gradient the layer after computed, held by nothing else;
+                # only where it has the activation's memory order, which a new array would get
+                # (a bias gradient sums d in its memory order: other bits in another)
+                activation = cache.activations[layer.name]
+                d = relu_backward(d, activation, out=d if d.strides == activation.strides else None)
             h = cache.inputs[layer.name]
             wanted = input_gradient or layer.name != first  # this layer's dx
             if layer.kind in (CONV, LINEAR):
