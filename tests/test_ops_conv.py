@@ -186,6 +186,33 @@ def test_im2col_columns_and_col2im_adjoint():
         col2im(cols[:, :-1], x.shape, 3, 2, stride=2, padding=2)
 
 
+def im2col_by_windows(x, kh, kw, stride, padding) -> np.ndarray:
+    """im2col by its definition: each offset's window taps of the zero padded image."""
+    n, channels, height, width = x.shape
+    out_h = (height + 2 * padding - kh) // stride + 1
+    out_w = (width + 2 * padding - kw) // stride + 1
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = np.empty((channels, kh, kw, out_h, out_w, n), x.dtype)
+    for ki in range(kh):
+        for kj in range(kw):
+            rows = slice(ki, ki + (out_h - 1) * stride + 1, stride)
+            columns = slice(kj, kj + (out_w - 1) * stride + 1, stride)
+            cols[:, ki, kj] = padded[:, :, rows, columns].transpose(1, 2, 3, 0)
+    return cols.reshape(channels * kh * kw, -1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problem=conv_problems(13), batch_last=st.booleans())
+def test_im2col_copies_the_windows_of_its_definition(problem, batch_last):
+    """Every tap, the padding's zeros included, from an NCHW input or a batch-last view of one
+    (the layout the convolution hands the next layer)."""
+    x, (_, _, kh, kw) = problem["x"], problem["w"].shape
+    if batch_last:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    geometry = (kh, kw, problem["stride"], problem["padding"])
+    np.testing.assert_array_equal(im2col(x, *geometry), im2col_by_windows(x, *geometry))
+
+
 def col2im_by_adding(cols, x_shape, kh, kw, stride, padding) -> np.ndarray:
     """col2im by its definition: every column added onto its window of a zero padded image,
     offsets in row-major order, the padding cut off at the end."""
