@@ -31,10 +31,10 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1, padding: int = 0) -
     n_images, channels, height, width = x.shape
     batch_last = x.transpose(1, 2, 3, 0)
     cols = np.empty((channels, kh, kw, out_h, out_w, n_images), dtype=x.dtype)
+    column_taps = [taps_inside(out_w, width, kj, stride, padding) for kj in range(kw)]
     for ki in range(kh):
         out_rows, rows = taps_inside(out_h, height, ki, stride, padding)
-        for kj in range(kw):
-            out_columns, columns = taps_inside(out_w, width, kj, stride, padding)
+        for kj, (out_columns, columns) in enumerate(column_taps):
             taps = cols[:, ki, kj]
             taps[:, : out_rows.start] = 0
             taps[:, out_rows.stop :] = 0
