@@ -142,6 +142,41 @@ def test_batches_follow_the_torch_trainers_orders():
     np.testing.assert_array_equal(np.concatenate([batch for _, batch in steps[3:]]), second)
 
 
+@pytest.mark.parametrize("block", [1, 3, None])
+def test_twin_steps_in_blocks_give_the_numbers_of_steps_in_turn(splits, block, monkeypatch):
+    """NumPy's steps a block ahead of PyTorch's: every step's losses and parameter difference
+    are those of stepping the two in turn (None: the block the kept copies' budget allows, 2
+    steps here), including a last block that is not full."""
+    set_threads(1)
+    monkeypatch.setattr(train_numpy, "TWIN_KEPT_BYTES", 2 * 4 * SEED.parameter_count + 1)
+    images, labels = splits[0]
+    data = train_numpy.prepare(images[:112], labels[:112], np.float32)
+    pairs = [(data.x[i : i + 16], data.labels[i : i + 16]) for i in range(0, 112, 16)]
+    initial = train.initial_weights(0, SEED)
+
+    def trainers():
+        return (
+            train_numpy.NumpyTrainer(initial, SEED, 0.001, np.float32),
+            train_numpy.TorchTrainer(initial, SEED, 0.001, np.float32),
+        )
+
+    numpy_side, torch_side = trainers()
+    expected = []
+    for x, y in pairs:
+        loss_numpy, loss_torch = numpy_side.step(x, y), torch_side.step(x, y)
+        difference = train_numpy.max_relative_difference(
+            numpy_side.parameters(), torch_side.parameters()
+        )
+        expected.append((16, loss_numpy, loss_torch, difference))
+    twin = list(train_numpy.twin_steps(*trainers(), iter(pairs), block))
+    actual = [(s.images, s.loss_numpy, s.loss_torch, s.parameter_difference) for s in twin]
+    assert actual == expected
+    assert len({difference for *_, difference in expected}) == len(pairs)  # each step its own
+    assert all(step.seconds > 0 for step in twin)
+    alone = list(train_numpy.twin_steps(trainers()[0], None, pairs, block))
+    assert [(s.loss_numpy, s.loss_torch) for s in alone] == [(e[1], None) for e in expected]
+
+
 def test_train_numpy_float32_run_has_the_torch_metrics_and_a_row_per_step(splits):
     set_threads(1)
     settings = train.TrainSettings(2, 32, 0.001, 0, "cpu", 512)

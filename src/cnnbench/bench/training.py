@@ -8,11 +8,13 @@ trainer's first-epoch order) from the same seeded start, alternately (torch, Num
 so a change in the machine's load hits both. Timed: the training steps only (forward, backward,
 Adam), not the evaluation. Prints each run's seconds, the medians and the ratio NumPy / PyTorch.
 
-``--interleaved``: the twin run's pattern instead (``train_numpy``: a NumPy step, then a PyTorch
-step, batch by batch). Each repeat times four passes over the batches: NumPy alone, PyTorch
-alone, the twin, and the twin with OpenBLAS's threads left spinning into the PyTorch steps (as
-before ``release_blas_threads``). Prints the medians per step and each twin's ratio to the sum of
-the two alone (1.0: no contention between the libraries' thread pools).
+``--interleaved``: also the twin run as ``train_numpy`` runs it (``twin_steps``: 16 NumPy steps,
+then PyTorch's on the same batches, each compared with NumPy's parameters after the same step),
+and as it ran before, a NumPy step then a PyTorch step, batch by batch. Each repeat times five
+passes over the batches: NumPy alone, PyTorch alone, the twin, the twin step by step, and the
+twin with OpenBLAS's threads left spinning into the PyTorch steps (as before
+``release_blas_threads``). Prints the medians per step and each twin's ratio to the sum of the
+two alone (1.0: switching between the libraries costs nothing).
 
 Run as a program, it starts itself again with the train_numpy job's environment
 (``MIXED_POOLS_ENVIRONMENT``: torch's OpenMP workers spin 30 000 times, not libgomp's 300 000,
@@ -26,6 +28,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +45,13 @@ from cnnbench.network.architecture import SEED
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TWIN = "twin"
-TWIN_SPINNING = "twin, OpenBLAS threads left spinning"
+TWIN_STEP_BY_STEP = "twin, step by step"
+TWIN_SPINNING = "twin, step by step, OpenBLAS spinning"
 
 
-def twin_seconds(trainers, data, batches) -> float:
-    """Seconds for one pass of ``batches``, each batch stepped by every trainer in turn."""
+def pass_seconds(run_pass: Callable[[], object]) -> float:
     started = time.perf_counter()
-    for batch in batches:
-        for trainer in trainers:
-            trainer.step(data.x[batch], data.labels[batch])
+    run_pass()
     return time.perf_counter() - started
 
 
@@ -64,13 +65,16 @@ def measure(
     interleaved: bool = False,
 ) -> dict[str, list[float]]:
     """Seconds per epoch of each trainer, ``repeats`` times each, alternating; ``interleaved``:
-    also of the twin run's pattern (see the module's docstring)."""
+    also of the twin run (see the module's docstring)."""
     from cnnbench.training import numpy_trainer as train_numpy
     from cnnbench.training import seeding as train
 
     data = train_numpy.prepare(images, labels, dtype)
     order = next(train.epoch_orders(len(images), 1, seed))
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = [
+        (data.x[order[start : start + batch_size]], data.labels[order[start : start + batch_size]])
+        for start in range(0, len(order), batch_size)
+    ]
     initial = train.initial_weights(seed, SEED)
 
     def torch_trainer(release_blas: bool = True):
@@ -79,16 +83,26 @@ def measure(
     def numpy_trainer():
         return train_numpy.NumpyTrainer(initial, SEED, 1e-3, dtype)
 
-    makers = {"torch": lambda: [torch_trainer()], "numpy": lambda: [numpy_trainer()]}
+    def alone(trainer):
+        return lambda part: [trainer.step(x, y) for x, y in part]
+
+    def twin(block: int | None = None, release_blas: bool = True):
+        trainers = numpy_trainer(), torch_trainer(release_blas)
+        return lambda part: list(train_numpy.twin_steps(*trainers, part, block))
+
+    # each makes a fresh run: a function of the batches to take
+    makers = {"torch": lambda: alone(torch_trainer()), "numpy": lambda: alone(numpy_trainer())}
     if interleaved:
-        makers[TWIN] = lambda: [numpy_trainer(), torch_trainer()]
-        makers[TWIN_SPINNING] = lambda: [numpy_trainer(), torch_trainer(release_blas=False)]
+        makers[TWIN] = twin
+        makers[TWIN_STEP_BY_STEP] = lambda: twin(block=1)
+        makers[TWIN_SPINNING] = lambda: twin(block=1, release_blas=False)
     for make in makers.values():  # warm up: first calls allocate, load kernels
-        twin_seconds(make(), data, batches[:2])
+        make()(batches[:2])
     seconds: dict[str, list[float]] = {name: [] for name in makers}
     for _ in range(repeats):
         for name, make in makers.items():
-            seconds[name].append(twin_seconds(make(), data, batches))
+            run = make()
+            seconds[name].append(pass_seconds(lambda run=run: run(batches)))
     return seconds
 
 
@@ -110,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--interleaved",
         action="store_true",
-        help="also time the twin run's pattern (a NumPy step, then a PyTorch step)",
+        help="also time the twin run (NumPy's steps, then PyTorch's on the same batches)",
     )
     args = parser.parse_args(argv)
 
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(f"  ratio NumPy / PyTorch: {medians['numpy'] / medians['torch']:.2f}")
     alone = medians["numpy"] + medians["torch"]
-    for name in (TWIN, TWIN_SPINNING):
+    for name in (TWIN, TWIN_STEP_BY_STEP, TWIN_SPINNING):
         if name in medians:
             print(f"  ratio {name} / (NumPy + PyTorch alone): {medians[name] / alone:.2f}")
 

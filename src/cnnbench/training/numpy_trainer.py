@@ -8,6 +8,7 @@ Adam with torch's defaults. The NumPy side is the ``im2col`` network's ``loss_an
 
     NumpyTrainer(initial, lr, dtype).step(x, labels) -> loss     one Adam step, in NumPy
     TorchTrainer(initial, lr, dtype).step(x, labels) -> loss     the same step, in PyTorch
+    twin_steps(numpy_trainer, torch_trainer, batches)            both, compared after each step
     side_by_side(...)                                            both, with a row per step
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -49,6 +50,15 @@ STEP_COLUMNS = (
 
 # BLAS threads at which a step's backward pass runs on two Python threads (NumpyTrainer.step)
 TWO_CALLERS = 2
+# Steps the NumPy trainer takes before PyTorch takes the same ones (twin_steps). Each switch
+# between the two refills the caches the other has filled and hands the cores from one library's
+# threads to the other's: twin / sum of the two alone, with the comparisons, switching every step
+# against every 16: 1.12-1.18 against 1.07-1.10 at 2 threads, 1.08-1.11 against 1.04-1.06 at 1
+# (2-core Xeon, 3200 images, medians of 7, python -m cnnbench.bench.training --interleaved).
+TWIN_BLOCK = 16
+# at most this many bytes of NumPy parameters kept for the comparisons (a block fewer steps where
+# the network is larger; the seed network's float32 parameters are 2.4 MB a copy)
+TWIN_KEPT_BYTES = 64 * 2**20
 
 
 class NumpyTrainer:
@@ -137,8 +147,8 @@ class NumpyTrainer:
 class TorchTrainer:
     """The torch network (in ``dtype``) from ``initial`` weights, trained by ``torch.optim.Adam``.
 
-    Each step first ends OpenBLAS's idle worker threads (``release_blas_threads``): after a
-    NumPy step they would spin through this one, on the cores torch's threads run on.
+    Each step first ends OpenBLAS's idle worker threads (``release_blas_threads``): after NumPy
+    steps they would spin through this one, on the cores torch's threads run on.
     ``release_blas=False`` leaves them spinning, only to measure what that costs
     (``python -m cnnbench.bench.training --interleaved``).
     """
@@ -213,6 +223,54 @@ def evaluate_numpy(network: Network, data: Prepared) -> tuple[float, float]:
     return loss_sum / len(data.x), correct / len(data.x)
 
 
+@dataclass
+class TwinStep:
+    """One step of the twin run: the batch's images, NumPy's loss and its step's seconds; with
+    PyTorch beside it, PyTorch's loss and the largest max-norm relative difference of any
+    parameter after the same step (else None)."""
+
+    images: int
+    loss_numpy: float
+    seconds: float
+    loss_torch: float | None = None
+    parameter_difference: float | None = None
+
+
+def twin_steps(
+    numpy_trainer: NumpyTrainer,
+    torch_trainer: TorchTrainer | None,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    block: int | None = None,
+) -> Iterator[TwinStep]:
+    """Both trainers through ``batches`` ((x, labels) pairs), ``block`` at a time: NumPy's steps,
+    a copy of its parameters after each, then PyTorch's steps on the same batches, each compared
+    with the copy from the same step. The same numbers as stepping them in turn (they share
+    nothing); fewer switches between the libraries. ``block`` None: ``TWIN_BLOCK``, fewer where
+    the copies would outgrow ``TWIN_KEPT_BYTES``. Without ``torch_trainer``, NumPy's steps alone.
+    One ``TwinStep`` per batch, in order."""
+    if block is None:
+        copy_bytes = sum(value.nbytes for value in numpy_trainer.parameters().values())
+        block = max(1, min(TWIN_BLOCK, TWIN_KEPT_BYTES // copy_bytes))
+    remaining = iter(batches)
+    while current := list(itertools.islice(remaining, block)):
+        numpy_steps = []
+        for x, labels in current:
+            started = time.perf_counter()
+            loss = numpy_trainer.step(x, labels)
+            step = TwinStep(len(labels), loss, time.perf_counter() - started)
+            kept = None
+            if torch_trainer is not None:
+                kept = {name: value.copy() for name, value in numpy_trainer.parameters().items()}
+            numpy_steps.append((step, kept))
+        for (x, labels), (step, kept) in zip(current, numpy_steps, strict=True):
+            if torch_trainer is not None:
+                step.loss_torch = torch_trainer.step(x, labels)
+                step.parameter_difference = max_relative_difference(
+                    kept, torch_trainer.parameters()
+                )
+            yield step
+
+
 def side_by_side(
     settings: TrainSettings,
     train_split: tuple[np.ndarray, np.ndarray],
@@ -221,9 +279,8 @@ def side_by_side(
     dtype,
     steps: int | None = None,
     variant: str = "im2col",
-    on_step: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Train NumPy and PyTorch in ``dtype`` from ``initial`` on the same batches, step by step.
+    """Train NumPy and PyTorch in ``dtype`` from ``initial`` on the same batches (``twin_steps``).
 
     ``steps``: stop after this many (None: the whole configured run). One row per step
     (``STEP_COLUMNS``): both losses, their relative difference, and the largest max-norm
@@ -233,38 +290,30 @@ def side_by_side(
     data = prepare(images, labels, dtype)
     numpy_trainer = NumpyTrainer(initial, architecture, settings.lr, dtype, variant)
     torch_trainer = TorchTrainer(initial, architecture, settings.lr, dtype)
-    rows = []
     all_batches = batches(len(data.x), settings.epochs, settings.batch_size, settings.seed)
     total = settings.epochs * -(-len(data.x) // settings.batch_size)
-    total = total if steps is None else min(steps, total)
+    chosen = list(itertools.islice(all_batches, total if steps is None else min(steps, total)))
+    pairs = ((data.x[batch], data.labels[batch]) for _, batch in chosen)
     bar = progress(
-        itertools.islice(all_batches, total),
-        total=total,
+        zip(chosen, twin_steps(numpy_trainer, torch_trainer, pairs), strict=True),
+        total=len(chosen),
         desc=f"side by side, {np.dtype(dtype).name}",
         unit="step",
     )
-    for step, (epoch, batch) in enumerate(bar, start=1):
-        x, y = data.x[batch], data.labels[batch]
-        loss_numpy = numpy_trainer.step(x, y)
-        loss_torch = torch_trainer.step(x, y)
-        row = step_row(dtype, step, epoch, loss_torch, loss_numpy, numpy_trainer, torch_trainer)
-        rows.append(row)
-        if on_step is not None:
-            on_step(row)
-    return rows
+    return [
+        step_row(dtype, step, epoch, twin) for step, ((epoch, _), twin) in enumerate(bar, start=1)
+    ]
 
 
-def step_row(dtype, step, epoch, loss_torch, loss_numpy, numpy_trainer, torch_trainer) -> dict:
+def step_row(dtype, step: int, epoch: int, twin: TwinStep) -> dict:
     return {
         "dtype": np.dtype(dtype).name,
         "step": step,
         "epoch": epoch,
-        "loss_torch": loss_torch,
-        "loss_numpy": loss_numpy,
-        "loss_relative_difference": abs(loss_numpy - loss_torch) / abs(loss_torch),
-        "max_relative_parameter_difference": max_relative_difference(
-            numpy_trainer.parameters(), torch_trainer.parameters()
-        ),
+        "loss_torch": twin.loss_torch,
+        "loss_numpy": twin.loss_numpy,
+        "loss_relative_difference": abs(twin.loss_numpy - twin.loss_torch) / abs(twin.loss_torch),
+        "max_relative_parameter_difference": twin.parameter_difference,
     }
 
 
@@ -309,22 +358,23 @@ def train_numpy(
     step = 0
     for epoch in range(1, settings.epochs + 1):
         seconds, loss_sum = 0.0, 0.0
-        bar = progress(range(n_batches), desc=f"epoch {epoch}/{settings.epochs}", unit="batch")
-        for _ in bar:
+        pairs = (
+            (data.x[batch], data.labels[batch])
+            for _, batch in itertools.islice(all_batches, n_batches)
+        )
+        bar = progress(
+            twin_steps(numpy_trainer, torch_trainer, pairs),
+            total=n_batches,
+            desc=f"epoch {epoch}/{settings.epochs}",
+            unit="batch",
+        )
+        for twin in bar:
             step += 1
-            batch_epoch, batch = next(all_batches)
-            assert batch_epoch == epoch
-            x, y = data.x[batch], data.labels[batch]
-            started = time.perf_counter()
-            loss = numpy_trainer.step(x, y)
-            seconds += time.perf_counter() - started
-            loss_sum += loss * len(batch)
+            seconds += twin.seconds
+            loss_sum += twin.loss_numpy * twin.images
             if torch_trainer is not None:
-                loss_torch = torch_trainer.step(x, y)
-                rows.append(
-                    step_row(dtype, step, epoch, loss_torch, loss, numpy_trainer, torch_trainer)
-                )
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                rows.append(step_row(dtype, step, epoch, twin))
+            bar.set_postfix(loss=f"{twin.loss_numpy:.4f}", refresh=False)
         started = time.perf_counter()
         test_loss, test_accuracy = evaluate_numpy(numpy_trainer.network, test)
         seconds += time.perf_counter() - started
