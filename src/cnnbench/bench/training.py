@@ -8,11 +8,11 @@ trainer's first-epoch order) from the same seeded start, alternately (torch, Num
 so a change in the machine's load hits both. Timed: the training steps only (forward, backward,
 Adam), not the evaluation. Prints each run's seconds, the medians and the ratio NumPy / PyTorch.
 
-``--interleaved``: also the twin run as ``train_numpy`` runs it (``twin_steps``: 16 NumPy steps,
-then PyTorch's on the same batches, each compared with NumPy's parameters after the same step),
-and as it ran before, a NumPy step then a PyTorch step, batch by batch. Each repeat times five
-passes over the batches: NumPy alone, PyTorch alone, the twin, the twin step by step, and the
-twin with OpenBLAS's threads left spinning into the PyTorch steps (as before
+``--interleaved``: also the twin run as ``train_numpy`` runs it (``twin_steps``: ``TWIN_BLOCK``
+NumPy steps, then PyTorch's on the same batches, each compared with NumPy's parameters after the
+same step), and as it ran before, a NumPy step then a PyTorch step, batch by batch. Each repeat
+times five passes over the batches: NumPy alone, PyTorch alone, the twin, the twin step by step,
+and the twin with OpenBLAS's threads left spinning into the PyTorch steps (as before
 ``release_blas_threads``). Prints the medians per step and each twin's ratio to the sum of the
 two alone (1.0: switching between the libraries costs nothing).
 
@@ -28,7 +28,6 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +48,6 @@ TWIN_STEP_BY_STEP = "twin, step by step"
 TWIN_SPINNING = "twin, step by step, OpenBLAS spinning"
 
 
-def pass_seconds(run_pass: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run_pass()
-    return time.perf_counter() - started
-
-
 def measure(
     images: np.ndarray,
     labels: np.ndarray,
@@ -71,10 +64,8 @@ def measure(
 
     data = train_numpy.prepare(images, labels, dtype)
     order = next(train.epoch_orders(len(images), 1, seed))
-    batches = [
-        (data.x[order[start : start + batch_size]], data.labels[order[start : start + batch_size]])
-        for start in range(0, len(order), batch_size)
-    ]
+    indices = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = [(data.x[batch], data.labels[batch]) for batch in indices]
     initial = train.initial_weights(seed, SEED)
 
     def torch_trainer(release_blas: bool = True):
@@ -102,7 +93,9 @@ def measure(
     for _ in range(repeats):
         for name, make in makers.items():
             run = make()
-            seconds[name].append(pass_seconds(lambda run=run: run(batches)))
+            started = time.perf_counter()
+            run(batches)
+            seconds[name].append(time.perf_counter() - started)
     return seconds
 
 

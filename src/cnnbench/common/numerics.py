@@ -23,8 +23,8 @@ def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def _max_abs_error_float32(actual: np.ndarray, expected: np.ndarray) -> float:
-    """``max_abs_error`` of two float32 arrays from half the bytes (the twin run compares 0.6 M
-    parameters after every step): rounding to float32 keeps order, so the largest difference is
+    """``max_abs_error`` of two float32 arrays from half the bytes (the twin run compares every
+    parameter after every step): rounding to float32 keeps order, so the largest difference is
     among the elements whose float32 difference is the largest; only those are redone in float64."""
     with np.errstate(over="ignore"):  # inf in float32 is still the largest
         rounded = np.subtract(actual, expected)

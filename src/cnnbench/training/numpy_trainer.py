@@ -57,7 +57,7 @@ TWO_CALLERS = 2
 # (2-core Xeon, 3200 images, medians of 7, python -m cnnbench.bench.training --interleaved).
 TWIN_BLOCK = 16
 # at most this many bytes of NumPy parameters kept for the comparisons (a block fewer steps where
-# the network is larger; the seed network's float32 parameters are 2.4 MB a copy)
+# a copy of a large network's parameters would outgrow it)
 TWIN_KEPT_BYTES = 64 * 2**20
 
 
@@ -358,10 +358,9 @@ def train_numpy(
     step = 0
     for epoch in range(1, settings.epochs + 1):
         seconds, loss_sum = 0.0, 0.0
-        pairs = (
-            (data.x[batch], data.labels[batch])
-            for _, batch in itertools.islice(all_batches, n_batches)
-        )
+        epoch_batches = list(itertools.islice(all_batches, n_batches))
+        assert all(batch_epoch == epoch for batch_epoch, _ in epoch_batches)
+        pairs = ((data.x[batch], data.labels[batch]) for _, batch in epoch_batches)
         bar = progress(
             twin_steps(numpy_trainer, torch_trainer, pairs),
             total=n_batches,
