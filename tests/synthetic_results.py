@@ -178,7 +178,12 @@ def write_synthetic_results(
         "train_config": {
             k: config["train"][k] for k in ("epochs", "batch_size", "lr", "seed", "device", "limit")
         },
-        "final_metrics": {"test_accuracy": 0.9791, "test_loss": 0.0654, "train_loss": 0.0712},
+        "final_metrics": {
+            "test_accuracy": 0.9791,
+            "test_loss": 0.0654,
+            "train_loss": 0.0712,
+            "device": "cuda (NVIDIA H200)",
+        },
         "versions": {"python": "3.11.9", "torch": "2.13.0", "numpy": "2.4.6"},
         "dataset": {"name": "MNIST", "files": dataset_files},
     }

@@ -88,6 +88,7 @@ def test_training_in_numpy(full_report):
     # the NumPy run's threads are its own (1 here), the PyTorch run's train.threads (2)
     assert "train_numpy.threads = 1" in text and "train.threads = 2" in text
     assert "The thread counts differ" in text
+    assert "trained on" in text and "cuda (NVIDIA H200)" in text  # the device auto picked
 
 
 def test_summary_numbers_match_the_tables(full_report):

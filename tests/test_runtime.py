@@ -205,7 +205,9 @@ def test_release_blas_threads_ends_openblas_workers_and_the_next_call_restarts_t
         ended = running - threads()
         assert ended, "no OpenBLAS worker ended"
         np.testing.assert_array_equal(a @ a, expected)
-        assert len(threads() - (running - ended)) == len(ended)  # as many started again
+        # NumPy's workers start again; another package's OpenBLAS in the process (none in the
+        # pinned set) ends too, but starts only when it is used.
+        assert 0 < len(threads() - (running - ended)) <= len(ended)
         assert {
             pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"
         } == {2}

@@ -10,8 +10,9 @@ from conftest import mnist_splits, run_step
 from cnnbench import backends
 from cnnbench.common.errors import UserError
 from cnnbench.common.runtime import set_threads
-from cnnbench.network.architecture import SEED
+from cnnbench.network.architecture import MNIST_INPUT_SHAPE, SEED, build
 from cnnbench.network.onnx_export import export_onnx
+from cnnbench.network.torch_model import pick_device
 from cnnbench.network.weights import load_weights, save_weights
 from cnnbench.steps import export, train
 from cnnbench.training import seeding as training
@@ -33,9 +34,40 @@ def test_training_is_deterministic_and_learns(splits):
     different, _ = train.train(SMALL.__class__(**{**SMALL.__dict__, "seed": 4}), SEED, *splits)
     assert not torch.equal(first.state_dict()["fc2.weight"], different.state_dict()["fc2.weight"])
     (row,) = history
-    assert row["epoch"] == 1 and set(row) == set(train.METRIC_COLUMNS)
+    assert row["epoch"] == 1 and set(row) == {*train.METRIC_COLUMNS, "device"}
+    assert row["device"] == "cpu"
     # 1024 images, one epoch: far from converged, but well above chance (10%).
     assert row["test_accuracy"] > 0.6 and row["test_loss"] < 1.2
+
+
+POOLED = {
+    "layers": [
+        {"conv": 8, "kernel": 3, "padding": 1},
+        {"pool": "max", "kernel": 2},
+        {"conv": 16, "kernel": 3},
+        {"pool": "avg", "kernel": 2},
+    ],
+    "hidden": [32],
+}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("architecture", [SEED, build(POOLED, MNIST_INPUT_SHAPE, 10)])
+def test_training_on_cuda_repeats_to_the_bit_and_follows_the_cpu(splits, architecture):
+    """``auto`` trains on CUDA where there is one: deterministically, in float32 (no TF32), with
+    max and average pooling, handing back CPU weights whose losses are the CPU run's."""
+    assert pick_device("auto").type == "cuda"
+    on_cuda = SMALL.__class__(**{**SMALL.__dict__, "device": "auto"})
+    first, (row,) = train.train(on_cuda, architecture, *splits)
+    assert row["device"].startswith("cuda (")
+    second, _ = train.train(on_cuda, architecture, *splits)
+    for name, tensor in first.state_dict().items():
+        assert tensor.device.type == "cpu", name
+        assert torch.equal(tensor, second.state_dict()[name]), name
+    set_threads(1)
+    _, (on_cpu,) = train.train(SMALL, architecture, *splits)
+    for column in ("train_loss", "test_loss", "test_accuracy"):
+        assert row[column] == pytest.approx(on_cpu[column], abs=0.01), column
 
 
 def test_training_starts_from_the_saved_initial_weights_and_keeps_the_shared_order(splits):
@@ -126,6 +158,7 @@ def test_train_then_export_steps_give_identical_npz_twice(tmp_path, mnist_dir):
         with open(out / "metrics.csv") as stream:
             (row,) = list(csv.DictReader(stream))
         assert manifest["final_metrics"]["test_accuracy"] == float(row["test_accuracy"])
+        assert manifest["final_metrics"]["device"] == row["device"] == "cpu"
         # The npz holds exactly the checkpoint's tensors.
         state = torch.load(out / "ck.pt", weights_only=True)
         for name, array in load_weights(out / "weights.npz", SEED).items():

@@ -66,6 +66,8 @@ def last_epoch_metrics(metrics_csv: str | Path) -> dict:
         raise ValueError(f"{metrics_csv}: no epochs recorded")
     # Wall time is left out: the manifest must be byte-identical for identical training.
     final = rows[-1]
-    return {"epochs": int(final["epoch"])} | {
-        key: float(final[key]) for key in ("train_loss", "test_loss", "test_accuracy")
-    }
+    return (
+        {"epochs": int(final["epoch"])}
+        | {key: float(final[key]) for key in ("train_loss", "test_loss", "test_accuracy")}
+        | ({"device": final["device"]} if "device" in final else {})  # PyTorch's training
+    )

@@ -63,6 +63,9 @@ def train(
     y_test = torch.from_numpy(test_split[1].astype(np.int64)).to(device)
 
     model = seeded_model(settings.seed, architecture).to(device)
+    # where the weights were made: their bits depend on it (recorded in metrics and manifest)
+    trained_on = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+    print(f"training on {trained_on}", file=sys.stderr)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     criterion = nn.CrossEntropyLoss()
     history = []
@@ -89,6 +92,7 @@ def train(
             "test_loss": test_loss,
             "test_accuracy": test_accuracy,
             "seconds": time.perf_counter() - started,
+            "device": trained_on,
         }
         history.append(row)
         print(
@@ -122,7 +126,7 @@ def run(job: Job) -> None:
     )
     with atomic_output(job.path("output", "checkpoint")) as temporary:
         torch.save(model.state_dict(), temporary)
-    write_rows(history, METRIC_COLUMNS, job.path("output", "metrics"))
+    write_rows(history, (*METRIC_COLUMNS, "device"), job.path("output", "metrics"))
     with atomic_output(job.path("output", "init")) as temporary:
         save_weights(temporary, initial_weights(settings["seed"], architecture), architecture)
 

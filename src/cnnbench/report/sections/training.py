@@ -39,6 +39,8 @@ def section(results: Results) -> dict[str, Any]:
         if key == "limit" and value is None:
             value = "all"
         out["config"].append({"key": LABELS.get(key, key), "value": value})
+    if final.get("device"):
+        out["config"].append({"key": "trained on", "value": final["device"]})
     if metrics is not None and len(metrics):
         out["rows"] = [
             {
