@@ -78,7 +78,7 @@ def pick_device(requested: str) -> torch.device:
         )
     if requested == "cuda":
         # Deterministic algorithms on CUDA need cuBLAS's fixed workspace, set before its first
-        # use; without it torch may refuse a matrix multiply.
+        # use; torch checks it (once) and may refuse a matrix multiply without it.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # float32 convolutions in float32, as on the CPU: cuDNN's default is TF32 (10-bit mantissa).
         torch.backends.cudnn.conv.fp32_precision = "ieee"
