@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import mnist_splits, run_step
+from test_network_architectures import LENET5
 
 from cnnbench import backends
 from cnnbench.common.errors import UserError
@@ -40,15 +41,8 @@ def test_training_is_deterministic_and_learns(splits):
     assert row["test_accuracy"] > 0.6 and row["test_loss"] < 1.2
 
 
-POOLED = {
-    "layers": [
-        {"conv": 8, "kernel": 3, "padding": 1},
-        {"pool": "max", "kernel": 2},
-        {"conv": 16, "kernel": 3},
-        {"pool": "avg", "kernel": 2},
-    ],
-    "hidden": [32],
-}
+# LeNet-5 with its second pooling an average: both kinds of pooling, on CUDA too
+POOLED = {**LENET5, "layers": [*LENET5["layers"][:3], {"pool": "avg", "kernel": 2, "stride": 2}]}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
