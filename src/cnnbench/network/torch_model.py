@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch import nn
@@ -70,16 +68,10 @@ def model_from_weights(
 def pick_device(requested: str) -> torch.device:
     """``auto`` means CUDA when present, else CPU; asking for CUDA without one is an error."""
     if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
         raise UserError(
             "train.device is 'cuda' but torch finds no CUDA device here; set train.device to "
             "auto or cpu"
         )
-    if requested == "cuda":
-        # Deterministic algorithms on CUDA need cuBLAS's fixed workspace, set before its first
-        # use; torch checks it (once) and may refuse a matrix multiply without it.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # float32 convolutions in float32, as on the CPU: cuDNN's default is TF32 (10-bit mantissa).
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
     return torch.device(requested)

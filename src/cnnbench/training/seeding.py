@@ -8,6 +8,7 @@ from the same seeded initial weights (:func:`initial_weights`, saved by the trai
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,9 +34,15 @@ class TrainSettings:
 
 
 def seeded_model(seed: int, architecture: Architecture) -> Net:
-    """The network with its seeded initial weights: the start of both trainers' runs."""
+    """The network with its seeded initial weights, torch set to train it reproducibly: the
+    start of both trainers' runs."""
     torch.manual_seed(seed)
+    # On CUDA, deterministic algorithms need cuBLAS's fixed workspace, set before its first use
+    # (torch checks it once and may refuse a matrix multiply without it); nothing on the CPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
+    # float32 convolutions in float32 on CUDA too: cuDNN's default is TF32 (10-bit mantissa).
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
     return Net(architecture)
 
 
